@@ -1,0 +1,306 @@
+/*
+ * config.c - see config.h. Runs on the main thread before any shard starts.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* See config.h. */
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    config_parse_hostport(CONFIG_DEFAULT_LISTEN, c->listen_host, sizeof(c->listen_host),
+                          &c->listen_port);
+    c->shards = 0;
+    c->max_payload = 1024 * 1024;
+    c->max_pending = 64ull * 1024 * 1024;
+    c->max_conns = 100000;
+    c->max_subs = 100000;
+    c->shutdown_ms = 2000;
+    c->handshake_ms = 5000;
+    c->bufs = 1024;
+    c->buf_size = 16384;
+    c->log_level = LOG_INFO;
+}
+
+/* See config.h. */
+int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+    size_t hl;
+    char *end;
+    unsigned long p;
+
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        hl = (size_t)(rb - s - 1);
+        s++;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    errno = 0;
+    p = strtoul(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p > 65535)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* See config.h. */
+int config_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K':
+        v <<= 10;
+        end++;
+        break;
+    case 'M':
+        v <<= 20;
+        end++;
+        break;
+    case 'G':
+        v <<= 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_u32(uint32_t *dst, const char *val, uint64_t lo, uint64_t hi)
+{
+    uint64_t v;
+    if (config_parse_size(val, &v) || v < lo || v > hi)
+        return -1;
+    *dst = (uint32_t)v;
+    return 0;
+}
+
+/* See config.h. */
+int config_set(struct config *c, const char *key, const char *val, char *err, size_t errlen)
+{
+    uint64_t v;
+    int rc = 0;
+
+    if (strcmp(key, "listen") == 0) {
+        rc = config_parse_hostport(val, c->listen_host, sizeof(c->listen_host), &c->listen_port);
+    } else if (strcmp(key, "shards") == 0) {
+        rc = set_u32(&c->shards, val, 0, 256);
+    } else if (strcmp(key, "max-payload") == 0) {
+        rc = set_u32(&c->max_payload, val, 1, 64u << 20);
+    } else if (strcmp(key, "max-pending") == 0) {
+        rc = config_parse_size(val, &v) || v < 4096;
+        if (!rc)
+            c->max_pending = v;
+    } else if (strcmp(key, "max-conns") == 0) {
+        rc = set_u32(&c->max_conns, val, 1, 10000000);
+    } else if (strcmp(key, "max-subs") == 0) {
+        rc = set_u32(&c->max_subs, val, 1, 100000000);
+    } else if (strcmp(key, "shutdown-timeout-ms") == 0) {
+        rc = set_u32(&c->shutdown_ms, val, 0, 600000);
+    } else if (strcmp(key, "handshake-timeout-ms") == 0) {
+        rc = set_u32(&c->handshake_ms, val, 10, 600000);
+    } else if (strcmp(key, "bufs") == 0) {
+        rc = set_u32(&c->bufs, val, 16, 32768) || (c->bufs & (c->bufs - 1)) != 0;
+    } else if (strcmp(key, "buf-size") == 0) {
+        rc = set_u32(&c->buf_size, val, 1024, 1 << 20);
+    } else if (strcmp(key, "log-level") == 0) {
+        c->log_level = log_level_parse(val);
+        rc = c->log_level < 0;
+    } else if (strcmp(key, "auth-token") == 0) {
+        rc = strlen(val) >= sizeof(c->auth_token);
+        if (!rc)
+            strcpy(c->auth_token, val);
+    } else if (strcmp(key, "port-file") == 0) {
+        rc = strlen(val) >= sizeof(c->port_file);
+        if (!rc)
+            strcpy(c->port_file, val);
+    } else {
+        snprintf(err, errlen, "unknown setting '%s'", key);
+        return -1;
+    }
+    if (rc) {
+        snprintf(err, errlen, "bad value '%s' for %s", val, key);
+        return -1;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* See config.h. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+    char line[1024], sub[512];
+    unsigned lineno = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *hash = strchr(line, '#'), *eq, *k;
+        lineno++;
+        if (hash)
+            *hash = '\0';
+        k = trim(line);
+        if (!*k)
+            continue;
+        eq = strchr(k, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%u: expected 'key = value'", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = '\0';
+        if (config_set(c, trim(k), trim(eq + 1), sub, sizeof(sub))) {
+            snprintf(err, errlen, "%s:%u: %s", path, lineno, sub);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ringmqd [options]\n"
+            "  --listen HOST:PORT        client address (default " CONFIG_DEFAULT_LISTEN ")\n"
+            "  --shards N                shard threads (default: online CPUs)\n"
+            "  --max-payload BYTES       largest payload accepted (default 1M)\n"
+            "  --max-pending BYTES       queued bytes per connection before it is\n"
+            "                            disconnected as a slow consumer (default 64M)\n"
+            "  --max-conns N             client connections (default 100000)\n"
+            "  --max-subs N              subscriptions per connection (default 100000)\n"
+            "  --auth-token TOKEN        require this token in CONNECT\n"
+            "  --log-level LEVEL         error, warn, info (default) or debug\n"
+            "  --shutdown-timeout-ms MS  bound on flushing queued data at exit (2000)\n"
+            "  --handshake-timeout-ms MS CONNECT must arrive within MS (5000)\n"
+            "  --bufs N, --buf-size BYTES provided receive buffers per shard (1024 x 16K)\n"
+            "  --port-file PATH          write the bound port to PATH once listening\n"
+            "  --config FILE             read 'key = value' settings (same keys)\n"
+            "  --print-config            print the effective configuration and exit\n"
+            "  --version, --help\n"
+            "Sizes take K, M or G suffixes. Later settings override earlier ones.\n");
+}
+
+/* See config.h. */
+int config_parse_args(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    bool print = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val;
+        char key[64];
+        const char *eq;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("ringmqd " RMQ_VERSION "\n");
+            return 1;
+        }
+        if (strcmp(a, "--print-config") == 0) {
+            print = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return -1;
+        }
+        eq = strchr(a, '=');
+        if (eq) {
+            if ((size_t)(eq - a - 2) >= sizeof(key))
+                goto bad;
+            memcpy(key, a + 2, (size_t)(eq - a - 2));
+            key[eq - a - 2] = '\0';
+            val = eq + 1;
+        } else {
+            if (strlen(a + 2) >= sizeof(key))
+                goto bad;
+            strcpy(key, a + 2);
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option %s needs a value", a);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        if (strcmp(key, "config") == 0) {
+            if (config_load_file(c, val, err, errlen))
+                return -1;
+            continue;
+        }
+        if (config_set(c, key, val, err, errlen))
+            return -1;
+        continue;
+    bad:
+        snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+        return -1;
+    }
+    if (print) {
+        config_print(c, stdout);
+        return 1;
+    }
+    return 0;
+}
+
+/* See config.h. */
+void config_print(const struct config *c, FILE *out)
+{
+    static const char *const lv[] = {"error", "warn", "info", "debug"};
+    bool v6 = strchr(c->listen_host, ':') != NULL;
+    fprintf(out, "listen = %s%s%s:%u\n", v6 ? "[" : "", c->listen_host, v6 ? "]" : "",
+            c->listen_port);
+    fprintf(out, "shards = %u\n", c->shards);
+    fprintf(out, "max-payload = %u\n", c->max_payload);
+    fprintf(out, "max-pending = %llu\n", (unsigned long long)c->max_pending);
+    fprintf(out, "max-conns = %u\n", c->max_conns);
+    fprintf(out, "max-subs = %u\n", c->max_subs);
+    fprintf(out, "shutdown-timeout-ms = %u\n", c->shutdown_ms);
+    fprintf(out, "handshake-timeout-ms = %u\n", c->handshake_ms);
+    fprintf(out, "bufs = %u\n", c->bufs);
+    fprintf(out, "buf-size = %u\n", c->buf_size);
+    fprintf(out, "log-level = %s\n", lv[c->log_level]);
+    if (c->auth_token[0])
+        fprintf(out, "auth-token = (set)\n");
+    if (c->port_file[0])
+        fprintf(out, "port-file = %s\n", c->port_file);
+}

@@ -1,0 +1,526 @@
+/*
+ * conn.c - connection lifecycle, ingress reassembly, the egress queue.
+ *
+ * Ingress: the multishot recv hands us bytes in a provided buffer. Whole
+ * frames are dispatched in place; only a frame's partial tail is copied into
+ * c->rbuf (bounded by the server's max frame), and the buffer goes back to
+ * the ring in the same loop iteration.
+ *
+ * Egress: frames are queued as outitems (prefix + shared body reference).
+ * One sendmsg is in flight at a time; it carries everything queued, up to
+ * IOV_BATCH iovecs or SEND_BATCH_BYTES. On its completion the sent bytes are
+ * popped and their references dropped, and the next sendmsg goes out.
+ *
+ * Close protocol (nothing is freed while the kernel may still touch it):
+ *
+ *   open --fatal error/slow/EOF/shutdown--> DRAINING --queue empty--+
+ *     |                                   (recv cancelled)          |
+ *     +--------------------socket error / deadline-------------> CLOSING
+ *   CLOSING: cancel all I/O on fd; subscriptions already removed.
+ *   inflight == 0: close(fd) is queued, the conn goes on the shard's dead
+ *   list and is freed at the end of the loop iteration.
+ *
+ * Thread: the owning shard only.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "dispatch.h"
+#include "log.h"
+#include "trie.h"
+#include "xalloc.h"
+#include "xshard.h"
+
+#define RBUF_KEEP (64 * 1024) /* reassembly capacity kept between frames */
+
+static void peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, len, "%s:%u", host, port);
+}
+
+/* See conn.h. Called from the accept completion. */
+struct conn *conn_new(struct shard *sh, int fd)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    int one = 1;
+    c->sh = sh;
+    c->fd = fd;
+    c->id = atomic_fetch_add(&sh->srv->next_client_id, 1);
+    c->deadline_ns = sh->now_ns + (uint64_t)sh->srv->cfg.handshake_ms * 1000000ull;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    peer_name(fd, c->peer, sizeof(c->peer));
+    c->next = sh->conns;
+    if (sh->conns)
+        sh->conns->prev = c;
+    sh->conns = c;
+    sh->nconns++;
+    stat_add(&sh->stats.conns_total, 1);
+    stat_add(&sh->stats.conns_now, 1);
+    log_debug("[s%u] conn %llu from %s", sh->id, (unsigned long long)c->id, c->peer);
+    shard_arm_recv(sh, c);
+    return c;
+}
+
+/* ---- Ingress ---- */
+
+static bool conn_reading(const struct conn *c)
+{
+    return !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING));
+}
+
+static void rbuf_reserve(struct conn *c, uint32_t need)
+{
+    if (c->rcap >= need)
+        return;
+    uint32_t cap = c->rcap ? c->rcap : 4096;
+    while (cap < need)
+        cap *= 2;
+    c->rbuf = xrealloc(c->rbuf, cap);
+    c->rcap = cap;
+}
+
+static void rbuf_done(struct conn *c)
+{
+    c->rlen = 0;
+    if (c->rcap > RBUF_KEEP) {
+        free(c->rbuf);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+}
+
+static void frame_too_big(struct conn *c, uint32_t len)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "frame of %u bytes is over the limit of %u", len,
+             c->sh->srv->max_body);
+    stat_add(&c->sh->stats.bad_frames, 1);
+    log_info("[s%u] conn %llu (%s): %s", c->sh->id, (unsigned long long)c->id, c->peer, text);
+    conn_send_error(c, RINGMQ__ERROR_CODE__ERR_FRAME_TOO_BIG, text, 0, true);
+}
+
+/* Store the incomplete frame start p[0..n) in rbuf (n may be < 4). */
+static void rbuf_stash(struct conn *c, const uint8_t *p, size_t n)
+{
+    uint32_t need = (uint32_t)n;
+    if (n >= CODEC_HDR_LEN) {
+        uint32_t body = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        need = CODEC_HDR_LEN + body; /* body <= max_body: codec_split checked */
+    }
+    rbuf_reserve(c, need < CODEC_HDR_LEN ? CODEC_HDR_LEN : need);
+    memcpy(c->rbuf, p, n);
+    c->rlen = (uint32_t)n;
+}
+
+/* See conn.h. */
+void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct shard *sh = c->sh;
+    uint32_t max_body = sh->srv->max_body;
+    struct codec_span body;
+    int rc;
+
+    stat_add(&sh->stats.bytes_in, n);
+    if (c->rlen) {
+        size_t take;
+        if (c->rlen < CODEC_HDR_LEN) {
+            take = CODEC_HDR_LEN - c->rlen < n ? CODEC_HDR_LEN - c->rlen : n;
+            memcpy(c->rbuf + c->rlen, p, take);
+            c->rlen += (uint32_t)take;
+            p += take;
+            n -= take;
+            if (c->rlen < CODEC_HDR_LEN)
+                return;
+        }
+        uint32_t blen = (uint32_t)c->rbuf[0] << 24 | (uint32_t)c->rbuf[1] << 16 |
+                        (uint32_t)c->rbuf[2] << 8 | c->rbuf[3];
+        if (blen > max_body) {
+            frame_too_big(c, blen);
+            return;
+        }
+        uint32_t total = CODEC_HDR_LEN + blen;
+        rbuf_reserve(c, total);
+        take = total - c->rlen < n ? total - c->rlen : n;
+        memcpy(c->rbuf + c->rlen, p, take);
+        c->rlen += (uint32_t)take;
+        p += take;
+        n -= take;
+        if (c->rlen < total)
+            return;
+        dispatch_frame(c, c->rbuf + CODEC_HDR_LEN, blen);
+        rbuf_done(c);
+        if (!conn_reading(c))
+            return;
+    }
+    while (n) {
+        rc = codec_split(p, n, max_body, &body);
+        if (rc < 0) {
+            frame_too_big(c, (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+                                 p[3]);
+            return;
+        }
+        if (rc == 0) {
+            rbuf_stash(c, p, n);
+            return;
+        }
+        dispatch_frame(c, body.p, body.len);
+        if (!conn_reading(c))
+            return;
+        p += CODEC_HDR_LEN + body.len;
+        n -= CODEC_HDR_LEN + body.len;
+    }
+}
+
+/* See conn.h. res: 0 = EOF, < 0 = error, 1 = multishot ended with data. */
+void conn_on_recv_end(struct conn *c, int res)
+{
+    struct shard *sh = c->sh;
+    c->flags &= ~CONN_F_RECV;
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    if (res == -ENOBUFS || res > 0) {
+        /* Not an error: re-arm once buffers are back (next iteration). */
+        if (res == -ENOBUFS)
+            stat_add(&sh->stats.enobufs, 1);
+        if (conn_reading(c)) {
+            c->flags |= CONN_F_REARM;
+            shard_push_dirty(sh, c);
+        }
+        return;
+    }
+    if (res == -ECANCELED && (c->flags & CONN_F_DRAINING))
+        return;
+    if (res == 0) {
+        c->flags |= CONN_F_EOF;
+        if (c->rlen)
+            log_info("[s%u] conn %llu (%s) closed mid-frame (%u bytes of a frame)", sh->id,
+                     (unsigned long long)c->id, c->peer, c->rlen);
+        else
+            log_debug("[s%u] conn %llu closed by peer", sh->id, (unsigned long long)c->id);
+        /* Flush what is queued for it (it may only have shut down its side). */
+        conn_drain(c, sh->srv->cfg.shutdown_ms);
+        return;
+    }
+    log_debug("[s%u] conn %llu recv error: %s", sh->id, (unsigned long long)c->id,
+              strerror(-res));
+    conn_close(c);
+}
+
+/* ---- Egress ---- */
+
+static inline uint32_t item_len(const struct outitem *it)
+{
+    return it->plen + (it->body ? it->body->len : 0);
+}
+
+/* See conn.h. */
+bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msgbuf *body,
+                  bool force)
+{
+    struct shard *sh = c->sh;
+    uint64_t len = plen + (body ? body->len : 0);
+    struct outitem *it;
+
+    if (c->flags & CONN_F_CLOSING)
+        return false;
+    if (!force && c->pending + len > sh->srv->cfg.max_pending) {
+        shard_push_slow(sh, c);
+        return false;
+    }
+    if (c->qtail - c->qhead == c->qcap) {
+        uint32_t ncap = c->qcap ? c->qcap * 2 : 16;
+        struct outitem *nq = xmalloc(sizeof(*nq) * ncap);
+        for (uint32_t i = 0; i < c->qtail - c->qhead; i++)
+            nq[i] = c->q[(c->qhead + i) & (c->qcap - 1)];
+        free(c->q);
+        c->qtail -= c->qhead;
+        c->qhead = 0;
+        c->q = nq;
+        c->qcap = ncap;
+    }
+    it = &c->q[c->qtail++ & (c->qcap - 1)];
+    it->body = body ? msgbuf_ref(body) : NULL;
+    it->off = 0;
+    it->plen = (uint8_t)plen;
+    if (plen)
+        memcpy(it->prefix, prefix, plen);
+    c->pending += len;
+    shard_push_dirty(sh, c);
+    return true;
+}
+
+static struct iovblk *blk_get(struct shard *sh)
+{
+    struct iovblk *b = sh->free_blks;
+    if (b) {
+        sh->free_blks = b->next;
+        return b;
+    }
+    return xmalloc(sizeof(*b));
+}
+
+static void blk_put(struct shard *sh, struct iovblk *b)
+{
+    b->next = sh->free_blks;
+    sh->free_blks = b;
+}
+
+/* See conn.h. */
+void conn_flush(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct io_uring_sqe *sqe;
+    struct iovblk *b;
+    unsigned n = 0, items = 0;
+    size_t bytes = 0;
+
+    if ((c->flags & (CONN_F_SENDING | CONN_F_CLOSING)) || c->qhead == c->qtail)
+        return;
+    b = blk_get(sh);
+    for (uint32_t i = c->qhead; i != c->qtail && n + 2 <= IOV_BATCH; i++) {
+        struct outitem *it = &c->q[i & (c->qcap - 1)];
+        uint32_t off = it->off;
+        if (bytes >= SEND_BATCH_BYTES)
+            break;
+        items++;
+        if (off < it->plen) {
+            b->iov[n].iov_base = it->prefix + off;
+            b->iov[n++].iov_len = it->plen - off;
+            bytes += it->plen - off;
+            off = it->plen;
+        }
+        if (it->body && off - it->plen < it->body->len) {
+            b->iov[n].iov_base = it->body->data + (off - it->plen);
+            b->iov[n++].iov_len = it->body->len - (off - it->plen);
+            bytes += it->body->len - (off - it->plen);
+        }
+    }
+    memset(&b->mh, 0, sizeof(b->mh));
+    b->mh.msg_iov = b->iov;
+    b->mh.msg_iovlen = n;
+    c->blk = b;
+    c->sendn = items;
+    sqe = shard_sqe(sh);
+    io_uring_prep_sendmsg(sqe, c->fd, &b->mh, MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
+    c->flags |= CONN_F_SENDING;
+    c->inflight++;
+    stat_add(&sh->stats.sends, 1);
+    stat_add(&sh->stats.send_iovs, n);
+}
+
+static void queue_pop_sent(struct conn *c, size_t sent)
+{
+    struct shard *sh = c->sh;
+    while (sent && c->qhead != c->qtail) {
+        struct outitem *it = &c->q[c->qhead & (c->qcap - 1)];
+        uint32_t left = item_len(it) - it->off;
+        if (sent < left) {
+            it->off += (uint32_t)sent;
+            c->pending -= sent;
+            return;
+        }
+        sent -= left;
+        c->pending -= left;
+        if (it->body)
+            xshard_unref(sh, it->body);
+        c->qhead++;
+    }
+}
+
+/* Drop queued items. While a sendmsg is in flight, the items it covers
+ * (the first c->sendn) stay: the kernel may still read them. */
+static void queue_clear(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    uint32_t keep = (c->flags & CONN_F_SENDING) ? c->qhead + c->sendn : c->qhead;
+    while (c->qtail != keep) {
+        struct outitem *it = &c->q[(c->qtail - 1) & (c->qcap - 1)];
+        c->pending -= item_len(it) - it->off;
+        if (it->body)
+            xshard_unref(sh, it->body);
+        c->qtail--;
+    }
+}
+
+/* See conn.h. */
+void conn_on_send(struct conn *c, int res)
+{
+    struct shard *sh = c->sh;
+    c->flags &= ~CONN_F_SENDING;
+    blk_put(sh, c->blk);
+    c->blk = NULL;
+    if (res < 0) {
+        if (!(c->flags & CONN_F_CLOSING))
+            log_debug("[s%u] conn %llu send error: %s", sh->id, (unsigned long long)c->id,
+                      strerror(-res));
+        conn_close(c);
+        return;
+    }
+    stat_add(&sh->stats.bytes_out, (uint64_t)res);
+    queue_pop_sent(c, (size_t)res);
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    if (c->qhead != c->qtail) {
+        conn_flush(c);
+        return;
+    }
+    if (c->flags & CONN_F_DRAINING)
+        conn_close(c);
+}
+
+/* See conn.h. */
+void conn_send_error(struct conn *c, Ringmq__ErrorCode code, const char *text, uint64_t sid,
+                     bool fatal)
+{
+    uint8_t buf[512];
+    ssize_t n = codec_error_write(buf, sizeof(buf), code, text, sid, fatal);
+    if (n > 0 && !(c->flags & CONN_F_CLOSING)) {
+        struct msgbuf *m = msgbuf_new(&c->sh->pool, (uint32_t)n);
+        memcpy(m->data, buf, (size_t)n);
+        conn_enqueue(c, NULL, 0, m, true);
+        xshard_unref(c->sh, m);
+    }
+    if (fatal)
+        conn_drain(c, c->sh->srv->cfg.shutdown_ms);
+}
+
+/* See conn.h. */
+void conn_send_pong(struct conn *c, uint64_t token)
+{
+    uint8_t buf[32];
+    ssize_t n = codec_ping_write(buf, sizeof(buf), CODEC_K_PONG, token);
+    if (n > 0) {
+        struct msgbuf *m = msgbuf_new(&c->sh->pool, (uint32_t)n);
+        memcpy(m->data, buf, (size_t)n);
+        conn_enqueue(c, NULL, 0, m, true);
+        xshard_unref(c->sh, m);
+    }
+}
+
+/* ---- Subscriptions and teardown ---- */
+
+static void conn_subs_clear(struct conn *c)
+{
+    for (uint32_t i = 0; i < c->subcap; i++) {
+        struct sub *s = c->subs[i];
+        if (s && s != DISPATCH_SUB_TOMB) {
+            dispatch_sub_unindex(c->sh, s);
+            free(s);
+        }
+    }
+    free(c->subs);
+    c->subs = NULL;
+    c->subcap = c->nsubs = c->subused = 0;
+}
+
+/* See conn.h. */
+void conn_slow_close(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    char text[128];
+    c->flags &= ~CONN_F_SLOW;
+    if (c->flags & (CONN_F_CLOSING | CONN_F_DRAINING))
+        return;
+    stat_add(&sh->stats.slow_consumers, 1);
+    snprintf(text, sizeof(text), "slow consumer: more than %llu bytes pending",
+             (unsigned long long)sh->srv->cfg.max_pending);
+    log_warn("[s%u] conn %llu (%s, %s): %s; disconnecting", sh->id, (unsigned long long)c->id,
+             c->peer, c->name[0] ? c->name : "-", text);
+    queue_clear(c);
+    conn_send_error(c, RINGMQ__ERROR_CODE__ERR_SLOW_CONSUMER, text, 0, true);
+}
+
+/* See conn.h. */
+void conn_drain(struct conn *c, unsigned timeout_ms)
+{
+    struct shard *sh = c->sh;
+    struct io_uring_sqe *sqe;
+    if (c->flags & (CONN_F_DRAINING | CONN_F_CLOSING))
+        return;
+    c->flags |= CONN_F_DRAINING;
+    c->flags &= ~CONN_F_REARM;
+    c->deadline_ns = sh->now_ns + (uint64_t)timeout_ms * 1000000ull;
+    conn_subs_clear(c);
+    if (c->flags & CONN_F_RECV) {
+        sqe = shard_sqe(sh);
+        io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+    if (c->qhead == c->qtail && !(c->flags & CONN_F_SENDING))
+        conn_close(c);
+}
+
+/* See conn.h. */
+void conn_close(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct io_uring_sqe *sqe;
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    c->flags |= CONN_F_CLOSING;
+    conn_subs_clear(c);
+    if (c->inflight) {
+        sqe = shard_sqe(sh);
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+    conn_maybe_release(c);
+}
+
+/* See conn.h. */
+void conn_maybe_release(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct io_uring_sqe *sqe;
+    if ((c->flags & (CONN_F_CLOSING | CONN_F_RELEASED)) != CONN_F_CLOSING || c->inflight)
+        return;
+    c->flags |= CONN_F_RELEASED;
+    queue_clear(c);
+    xshard_conn_gone(sh, c);
+    sqe = shard_sqe(sh);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    c->fd = -1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        sh->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    sh->nconns--;
+    stat_add(&sh->stats.conns_now, (uint64_t)-1);
+    shard_push_dead(sh, c);
+}
+
+/* See conn.h. */
+void conn_free(struct conn *c)
+{
+    free(c->rbuf);
+    free(c->q);
+    free(c);
+}

@@ -1,0 +1,63 @@
+/*
+ * conn.h - a client connection on a shard: handshake, frame dispatch,
+ * subscriptions, the outgoing queue and the close protocol.
+ *
+ * Thread: every function runs on the connection's own shard thread.
+ */
+#ifndef RMQ_BROKER_CONN_H
+#define RMQ_BROKER_CONN_H
+
+#include "shard.h"
+#include "ringmq.pb-c.h"
+
+/* Create a connection for an accepted fd (taken over) and arm its recv. */
+struct conn *conn_new(struct shard *sh, int fd);
+
+/* Feed n received bytes (borrowed; copied only if a frame is left partial). */
+void conn_on_data(struct conn *c, const uint8_t *p, size_t n);
+
+/* The recv multishot finished with res (<= 0) or ended; see conn.c. */
+void conn_on_recv_end(struct conn *c, int res);
+
+/* The in-flight sendmsg completed with res. */
+void conn_on_send(struct conn *c, int res);
+
+/* Submit one sendmsg with everything queued, if none is in flight. */
+void conn_flush(struct conn *c);
+
+/*
+ * Queue a frame: prefix (plen bytes, copied) then body (one reference is
+ * taken, may be NULL). When force is false and the connection's pending
+ * bytes would pass max_pending, the frame is not queued, the connection is
+ * marked slow (handled by conn_slow_close after the current publish) and
+ * false is returned.
+ */
+bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msgbuf *body,
+                  bool force);
+
+/* Send an ERROR frame. fatal: then stop reading and close after flushing. */
+void conn_send_error(struct conn *c, Ringmq__ErrorCode code, const char *text, uint64_t sid,
+                     bool fatal);
+
+/* Queue a PONG with token (answers a PING once interest is settled). */
+void conn_send_pong(struct conn *c, uint64_t token);
+
+/* Disconnect a slow consumer: drop its queue, send the error, drain. */
+void conn_slow_close(struct conn *c);
+
+/* Remove one subscription (trie, map) and free it. */
+void conn_sub_remove(struct conn *c, struct sub *s);
+
+/* Stop reading, close once everything queued is sent (or the deadline). */
+void conn_drain(struct conn *c, unsigned timeout_ms);
+
+/* Close now: cancel I/O; the memory goes once inflight reaches zero. */
+void conn_close(struct conn *c);
+
+/* Called after each completion for a closing conn: free it when idle. */
+void conn_maybe_release(struct conn *c);
+
+/* Free the memory of a released conn (end of loop iteration). */
+void conn_free(struct conn *c);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * dispatch.h - what the broker does with each client frame: handshake,
+ * publish routing, subscribe/unsubscribe, ping, and the $SYS requests.
+ *
+ * Thread: the connection's shard.
+ */
+#ifndef RMQ_BROKER_DISPATCH_H
+#define RMQ_BROKER_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shard.h"
+
+struct codec_msg;
+
+/* Marks a deleted slot in a connection's sid map. */
+#define DISPATCH_SUB_TOMB ((struct sub *)1)
+
+/* The subject that answers with the broker's statistics as JSON. */
+#define DISPATCH_SYS_STATS "$SYS.REQ.STATS"
+
+/*
+ * Handle one frame body (borrowed; valid only during the call). Errors in
+ * the frame are answered with ERROR frames; see PROTOCOL.md for which ones
+ * close the connection.
+ */
+void dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
+
+/* Which local subscribers a delivery is for. */
+struct route_filter {
+    bool plain;           /* plain subscribers */
+    bool all_groups;      /* every matching queue group (single shard) */
+    uint8_t ng;           /* else only the groups whose hash is in g */
+    const uint64_t *g;
+};
+
+/*
+ * Deliver to the matching local subscribers that f selects. Either m is a
+ * parsed publish (the body is then encoded on the first match, so nothing
+ * is allocated without subscribers) or body is a shared body (borrowed: the
+ * caller keeps its reference).
+ */
+void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf *body,
+                      const struct route_filter *f);
+
+/* Remove s from the shard's subject index (not from the conn's map). */
+void dispatch_sub_unindex(struct shard *sh, struct sub *s);
+
+/* Process the deferred auto-unsubscribes and slow consumers of sh. */
+void dispatch_after_route(struct shard *sh);
+
+#endif

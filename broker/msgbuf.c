@@ -1,0 +1,74 @@
+/*
+ * msgbuf.c - the per-shard msgbuf pool (see msgbuf.h). Size classes are
+ * 256 B .. 64 KiB in powers of four; each class keeps at most MSGPOOL_KEEP
+ * free buffers so a burst does not pin memory forever.
+ */
+#include "msgbuf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+static const uint32_t class_size[MSGPOOL_CLASSES] = {256, 1024, 4096, 16384, 65536, 262144};
+
+/* See msgbuf.h. */
+void msgpool_init(struct msgpool *p, uint16_t owner)
+{
+    memset(p, 0, sizeof(*p));
+    p->owner = owner;
+}
+
+/* See msgbuf.h. */
+void msgpool_fini(struct msgpool *p)
+{
+    for (int i = 0; i < MSGPOOL_CLASSES; i++) {
+        while (p->free[i]) {
+            struct msgbuf *m = p->free[i];
+            p->free[i] = m->next;
+            free(m);
+        }
+        p->nfree[i] = 0;
+    }
+}
+
+/* See msgbuf.h. */
+struct msgbuf *msgbuf_new(struct msgpool *p, uint32_t len)
+{
+    struct msgbuf *m;
+    uint8_t cls = MSGPOOL_CLASSES;
+    for (uint8_t i = 0; i < MSGPOOL_CLASSES; i++) {
+        if (len <= class_size[i]) {
+            cls = i;
+            break;
+        }
+    }
+    if (cls < MSGPOOL_CLASSES && p->free[cls]) {
+        m = p->free[cls];
+        p->free[cls] = m->next;
+        p->nfree[cls]--;
+    } else {
+        size_t cap = cls < MSGPOOL_CLASSES ? class_size[cls] : len;
+        m = xmalloc(sizeof(*m) + cap);
+        m->cls = cls;
+        m->owner = p->owner;
+    }
+    atomic_init(&m->refs, 1);
+    m->len = len;
+    m->next = NULL;
+    p->live++;
+    return m;
+}
+
+/* See msgbuf.h. */
+void msgpool_put(struct msgpool *p, struct msgbuf *m)
+{
+    p->live--;
+    if (m->cls < MSGPOOL_CLASSES && p->nfree[m->cls] < MSGPOOL_KEEP) {
+        m->next = p->free[m->cls];
+        p->free[m->cls] = m;
+        p->nfree[m->cls]++;
+        return;
+    }
+    free(m);
+}

@@ -1,0 +1,231 @@
+/*
+ * shard.h - a shard: one thread, one io_uring, one provided-buffer ring, its
+ * listener, its connections, its subscription index and its pools.
+ *
+ * Nothing in a struct shard is touched by another thread, except the
+ * read-mostly struct server it points to and the stats counters, which the
+ * owner updates with relaxed stores and anyone may read.
+ *
+ * io_uring user_data is a pointer with a 3-bit tag in its low bits:
+ *
+ *   63                                   3  2  0
+ *   +-------------------------------------+----+
+ *   | struct conn * / struct shard *      |tag |
+ *   +-------------------------------------+----+
+ *
+ * A connection lives until every SQE that names it has completed
+ * (c->inflight == 0); see conn.c for the close protocol.
+ */
+#ifndef RMQ_BROKER_SHARD_H
+#define RMQ_BROKER_SHARD_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config.h"
+#include "msgbuf.h"
+#include "strmap.h"
+#include "xshard.h"
+
+struct trie;
+struct server;
+struct sub;
+
+enum ud_tag {
+    UD_ACCEPT = 1,
+    UD_RECV = 2,
+    UD_SEND = 3,
+    UD_IGNORE = 4, /* cancel, close: nothing to do on completion */
+    UD_WAKE = 5,   /* MSG_RING doorbell from the main thread */
+};
+#define UD_TAG_MASK 7ull
+
+static inline uint64_t ud_make(void *p, enum ud_tag t)
+{
+    return (uint64_t)(uintptr_t)p | (uint64_t)t;
+}
+
+/* Per-shard counters. Written by the owner only (relaxed), read by anyone. */
+struct shard_stats {
+    _Atomic uint64_t conns_total, conns_now;
+    _Atomic uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    _Atomic uint64_t slow_consumers, bad_frames, bad_subjects, too_big;
+    _Atomic uint64_t enobufs, subs_now, sends, send_iovs;
+    _Atomic uint64_t xdeliver, xdoorbells;
+};
+
+static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
+{
+    atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t stat_get(_Atomic uint64_t *s)
+{
+    return atomic_load_explicit(s, memory_order_relaxed);
+}
+
+/* One queued outgoing frame: prefix bytes, then (optionally) a shared body. */
+struct outitem {
+    struct msgbuf *body; /* reference owned by the queue; NULL for prefix only */
+    uint32_t off;        /* bytes of prefix+body already sent */
+    uint8_t plen;
+    uint8_t prefix[39];
+};
+
+#define IOV_BATCH 256               /* iovecs per sendmsg */
+#define SEND_BATCH_BYTES (256 << 10) /* bytes per sendmsg, at least one item */
+
+struct iovblk {
+    struct iovblk *next;
+    struct msghdr mh;
+    struct iovec iov[IOV_BATCH];
+};
+
+enum conn_flags {
+    CONN_F_READY = 1 << 0,       /* CONNECT accepted */
+    CONN_F_RECV = 1 << 1,        /* multishot recv armed */
+    CONN_F_SENDING = 1 << 2,     /* one sendmsg in flight */
+    CONN_F_DIRTY = 1 << 3,       /* on the shard's flush list */
+    CONN_F_DRAINING = 1 << 4,    /* no more input; close once output is sent */
+    CONN_F_CLOSING = 1 << 5,     /* cancelling; freed when inflight == 0 */
+    CONN_F_SLOW = 1 << 6,        /* over max_pending; on the shard's slow list */
+    CONN_F_REARM = 1 << 7,       /* recv must be re-armed (ENOBUFS or ended) */
+    CONN_F_EOF = 1 << 8,         /* peer closed its side */
+    CONN_F_RELEASED = 1 << 9,    /* on the dead list; freed after this iteration */
+};
+
+struct conn {
+    struct shard *sh;
+    int fd;
+    uint32_t flags;
+    uint32_t inflight; /* SQEs naming this conn that have not completed */
+    uint64_t id;
+    uint64_t deadline_ns; /* handshake or drain deadline, 0 = none */
+    struct conn *prev, *next; /* shard's list of all conns */
+    char name[64];
+    char peer[64];
+
+    /* Ingress: the partial tail of a frame that spans recv buffers. */
+    uint8_t *rbuf;
+    uint32_t rlen, rcap;
+
+    /* Egress: a ring of items; [head, tail). */
+    struct outitem *q;
+    uint32_t qcap, qhead, qtail;
+    uint64_t pending; /* bytes queued, sent or not yet acknowledged */
+    struct iovblk *blk; /* the in-flight sendmsg's iovecs */
+    uint32_t sendn;     /* items from qhead that the in-flight sendmsg covers */
+
+    /* Subscriptions by sid: open addressing, NULL = empty, TOMB = deleted. */
+    struct sub **subs;
+    uint32_t subcap, nsubs, subused;
+};
+
+struct sub {
+    struct conn *conn;
+    uint64_t sid;
+    uint64_t remaining; /* 0 = unlimited; else deliveries left */
+    uint64_t ghash;     /* strmap_hash of the key, for queue-group choices */
+    uint16_t plen, qlen;
+    char str[]; /* the key: pattern NUL queue NUL */
+};
+
+static inline size_t sub_klen(const struct sub *s)
+{
+    return (size_t)s->plen + 1 + s->qlen;
+}
+
+struct shard {
+    struct server *srv;
+    unsigned id;
+    int cpu;
+    pthread_t thread;
+    struct io_uring ring;
+    int listen_fd;
+    bool accept_armed;
+    bool stopping;
+    uint64_t stop_deadline_ns;
+    uint64_t now_ns;
+
+    /* Provided-buffer ring. */
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    unsigned nbufs, buf_size, br_mask;
+    unsigned br_pending; /* buffers added since the last advance */
+
+    struct trie *trie;
+    struct msgpool pool;
+    struct iovblk *free_blks;
+    struct conn *conns; /* list head */
+    uint64_t nconns;
+    uint64_t next_conn_id;
+
+    /* Work deferred out of the CQE handlers and the trie walk. */
+    struct conn **dirty;
+    uint32_t ndirty, dirtycap;
+    struct conn **slow;
+    uint32_t nslow, slowcap;
+    struct sub **unsub;
+    uint32_t nunsub, unsubcap;
+    struct conn **dead; /* freed at the end of the loop iteration */
+    uint32_t ndead, deadcap;
+
+    /* Cross-shard state, see xshard.h. */
+    int ring_fd;
+    _Atomic int sleeping;
+    struct xstage *stage;  /* [nshards] outgoing, per destination */
+    struct xtarget *tgt;   /* [nshards] scratch for one publish */
+    struct trie *itrie;    /* every shard's interest; values: struct rint */
+    struct strmap lint;    /* local subscriptions per key */
+    struct strmap rints;   /* (shard, key) -> struct rint */
+    uint64_t bcast_seq;    /* interest broadcasts sent */
+    uint64_t *acked;       /* [nshards] highest seq each peer acknowledged */
+    struct xpong *pongs;   /* FIFO of deferred pongs */
+    uint32_t ponghead, npongs, pongcap;
+
+    struct shard_stats stats;
+    int exit_code;
+};
+
+struct server {
+    struct config cfg;
+    unsigned nshards;
+    struct shard *shards;
+    char server_id[32];
+    uint32_t max_body;
+    _Atomic bool stop;
+    _Atomic uint64_t next_client_id;
+    struct xring *xr; /* [src * nshards + dst] */
+    pthread_barrier_t barrier; /* all rings ready / all loops stopped */
+};
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+/*
+ * Prepare shard id of srv (memory only; the ring is created on the shard's
+ * own thread in shard_run). listen_fd is taken over.
+ */
+void shard_init(struct shard *sh, struct server *srv, unsigned id, int listen_fd);
+/* Thread entry: set up the ring, run the loop until stopped. Returns NULL. */
+void *shard_run(void *arg);
+
+/* Get an SQE, submitting the queue first if it is full. Never NULL. */
+struct io_uring_sqe *shard_sqe(struct shard *sh);
+/* Give a provided buffer back to the ring (published at the next advance). */
+void shard_buf_return(struct shard *sh, unsigned bid);
+/* Arm (or re-arm) the multishot recv of c. */
+void shard_arm_recv(struct shard *sh, struct conn *c);
+
+/* Deferred-work lists; each entry is added at most once (flags guard it). */
+void shard_push_dirty(struct shard *sh, struct conn *c);
+void shard_push_slow(struct shard *sh, struct conn *c);
+void shard_push_unsub(struct shard *sh, struct sub *s);
+void shard_push_dead(struct shard *sh, struct conn *c);
+
+#endif

@@ -1,0 +1,474 @@
+/*
+ * xshard.c - cross-shard messaging, delivery and interest (see xshard.h).
+ *
+ * Interest: every shard keeps a trie (itrie) of what every shard, itself
+ * included, subscribes to, one entry per (shard, pattern, queue group),
+ * whose value is a struct rint. A shard broadcasts XE_INT_ADD when a key
+ * gets its first local subscription and XE_INT_DEL when it loses its last;
+ * each peer applies it and answers XE_INT_ACK with the broadcast's seq.
+ * A PING is answered once every peer has acked everything broadcast before
+ * it, which is what makes "flush after subscribe" hold across shards.
+ *
+ * Routing a publish: one walk of itrie gives, per shard, whether its plain
+ * subscribers want the message and which queue groups it was chosen for
+ * (the trie picks one (shard, group) entry per group round-robin, so each
+ * group gets the message exactly once across shards). The body is encoded
+ * once; each interested peer gets references in XE_DELIVER entries and runs
+ * its own local match, filtered by that choice.
+ *
+ * A body is freed by its owner only: the shard that drops the last
+ * reference of a foreign body sends it home in an XE_FREE entry.
+ */
+#include "xshard.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "shard.h"
+#include "trie.h"
+#include "xalloc.h"
+
+struct rint {
+    uint16_t shard;
+    uint64_t ghash; /* 0: plain interest */
+};
+
+static _Thread_local bool xshard_finishing;
+
+/* See xshard.h. */
+void xshard_server_init(struct server *srv)
+{
+    size_t n = (size_t)srv->nshards * srv->nshards;
+    srv->xr = aligned_alloc(64, n * sizeof(struct xring));
+    if (!srv->xr)
+        abort();
+    memset(srv->xr, 0, n * sizeof(struct xring));
+    pthread_barrier_init(&srv->barrier, NULL, srv->nshards);
+}
+
+/* See xshard.h. */
+void xshard_server_fini(struct server *srv)
+{
+    pthread_barrier_destroy(&srv->barrier);
+    free(srv->xr);
+}
+
+/* See xshard.h. */
+void xshard_init(struct shard *sh)
+{
+    unsigned n = sh->srv->nshards;
+    sh->stage = xcalloc(n, sizeof(*sh->stage));
+    sh->tgt = xcalloc(n, sizeof(*sh->tgt));
+    sh->acked = xcalloc(n, sizeof(*sh->acked));
+    sh->itrie = trie_new();
+    if (!sh->itrie)
+        abort();
+    strmap_init(&sh->lint);
+    strmap_init(&sh->rints);
+    sh->ring_fd = sh->ring.ring_fd;
+}
+
+static void stage_push(struct shard *sh, unsigned dst, const struct xent *e)
+{
+    struct xstage *st = &sh->stage[dst];
+    if (st->n == st->cap) {
+        st->cap = st->cap ? st->cap * 2 : 256;
+        st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
+    }
+    st->v[st->n++] = *e;
+}
+
+/* See xshard.h. */
+void xshard_unref(struct shard *sh, struct msgbuf *m)
+{
+    if (!msgbuf_unref_last(m))
+        return;
+    if (xshard_finishing) {
+        free(m);
+        return;
+    }
+    if (m->owner == sh->id) {
+        msgpool_put(&sh->pool, m);
+    } else {
+        struct xent e = {.type = XE_FREE, .ptr = m};
+        stage_push(sh, m->owner, &e);
+    }
+}
+
+/* ---- Rings and doorbells ---- */
+
+static struct xring *ring_of(struct server *srv, unsigned src, unsigned dst)
+{
+    return &srv->xr[(size_t)src * srv->nshards + dst];
+}
+
+static void doorbell(struct shard *sh, struct shard *peer)
+{
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_msg_ring(sqe, peer->ring_fd, 0, UD_WAKE, 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    stat_add(&sh->stats.xdoorbells, 1);
+}
+
+/* See xshard.h. */
+void xshard_flush(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    for (unsigned d = 0; d < srv->nshards; d++) {
+        struct xstage *st = &sh->stage[d];
+        struct xring *r;
+        uint32_t head, tail, k;
+        if (!st->n || d == sh->id)
+            continue;
+        r = ring_of(srv, sh->id, d);
+        head = atomic_load_explicit(&r->head, memory_order_acquire);
+        tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        k = XRING_CAP - (tail - head);
+        if (k > st->n)
+            k = st->n;
+        for (uint32_t i = 0; i < k; i++)
+            r->ents[(tail + i) & (XRING_CAP - 1)] = st->v[i];
+        atomic_store_explicit(&r->tail, tail + k, memory_order_release);
+        memmove(st->v, st->v + k, (st->n - k) * sizeof(*st->v));
+        st->n -= k;
+        if (!k)
+            continue;
+        /* Pairs with the fence in the consumer's sleep check. */
+        atomic_thread_fence(memory_order_seq_cst);
+        struct shard *peer = &srv->shards[d];
+        if (atomic_load_explicit(&peer->sleeping, memory_order_relaxed) &&
+            atomic_exchange(&peer->sleeping, 0))
+            doorbell(sh, peer);
+    }
+}
+
+/* See xshard.h. */
+bool xshard_pending(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    for (unsigned s = 0; s < srv->nshards; s++) {
+        struct xring *r;
+        if (s == sh->id)
+            continue;
+        r = ring_of(srv, s, sh->id);
+        if (atomic_load_explicit(&r->tail, memory_order_acquire) !=
+            atomic_load_explicit(&r->head, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* ---- Interest ---- */
+
+static void key_split(const char *key, size_t klen, size_t *plen, const char **q, size_t *qlen)
+{
+    *plen = strlen(key);
+    *q = key + *plen + 1;
+    *qlen = klen - *plen - 1;
+}
+
+static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen,
+                           bool add)
+{
+    char rk[SUBJECT_MAX_LEN * 2 + 8];
+    size_t plen, qlen;
+    const char *q;
+    struct strmap_ent *e;
+
+    if (klen + 2 > sizeof(rk))
+        return;
+    rk[0] = (char)(from >> 8);
+    rk[1] = (char)from;
+    memcpy(rk + 2, key, klen);
+    key_split(key, klen, &plen, &q, &qlen);
+    if (add) {
+        e = strmap_put(&sh->rints, rk, klen + 2);
+        if (e->count++ == 0) {
+            struct rint *ri = xmalloc(sizeof(*ri));
+            ri->shard = (uint16_t)from;
+            ri->ghash = qlen ? strmap_hash(key, klen) : 0;
+            e->val = ri;
+            if (trie_insert(sh->itrie, key, plen, q, qlen, ri) < 0)
+                abort(); /* validated by the origin; only OOM gets here */
+        }
+        return;
+    }
+    e = strmap_get(&sh->rints, rk, klen + 2);
+    if (!e)
+        return;
+    if (--e->count == 0) {
+        struct rint *ri = e->val;
+        trie_remove(sh->itrie, key, plen, q, qlen, ri);
+        free(ri);
+        strmap_del(&sh->rints, e);
+    }
+}
+
+static void interest_broadcast(struct shard *sh, const char *key, size_t klen, bool add)
+{
+    struct server *srv = sh->srv;
+    interest_apply(sh, sh->id, key, klen, add);
+    sh->bcast_seq++;
+    for (unsigned d = 0; d < srv->nshards; d++) {
+        struct xent e = {.type = add ? XE_INT_ADD : XE_INT_DEL, .seq = sh->bcast_seq};
+        if (d == sh->id)
+            continue;
+        e.ptr = xmalloc(klen);
+        memcpy(e.ptr, key, klen);
+        e.klen = (uint16_t)klen;
+        stage_push(sh, d, &e);
+    }
+}
+
+/* See xshard.h. */
+void xshard_sub_added(struct shard *sh, const char *key, size_t klen)
+{
+    struct strmap_ent *e;
+    if (sh->srv->nshards == 1)
+        return;
+    e = strmap_put(&sh->lint, key, klen);
+    if (e->count++ == 0)
+        interest_broadcast(sh, key, klen, true);
+}
+
+/* See xshard.h. */
+void xshard_sub_removed(struct shard *sh, const char *key, size_t klen)
+{
+    struct strmap_ent *e;
+    if (sh->srv->nshards == 1)
+        return;
+    e = strmap_get(&sh->lint, key, klen);
+    if (!e)
+        return;
+    if (--e->count == 0) {
+        strmap_del(&sh->lint, e);
+        interest_broadcast(sh, key, klen, false);
+    }
+}
+
+static uint64_t min_acked(struct shard *sh)
+{
+    uint64_t m = UINT64_MAX;
+    for (unsigned d = 0; d < sh->srv->nshards; d++)
+        if (d != sh->id && sh->acked[d] < m)
+            m = sh->acked[d];
+    return m;
+}
+
+/* See xshard.h. */
+void xshard_pong(struct shard *sh, struct conn *c, uint64_t token)
+{
+    struct xpong *p;
+    if (sh->srv->nshards == 1 || min_acked(sh) >= sh->bcast_seq) {
+        conn_send_pong(c, token);
+        return;
+    }
+    if (sh->ponghead + sh->npongs == sh->pongcap && sh->pongs) {
+        memmove(sh->pongs, sh->pongs + sh->ponghead, sh->npongs * sizeof(*sh->pongs));
+        sh->ponghead = 0;
+    }
+    if (sh->npongs == sh->pongcap) {
+        sh->pongcap = sh->pongcap ? sh->pongcap * 2 : 64;
+        sh->pongs = xrealloc(sh->pongs, sh->pongcap * sizeof(*sh->pongs));
+    }
+    p = &sh->pongs[sh->ponghead + sh->npongs++];
+    p->conn = c;
+    p->token = token;
+    p->seq = sh->bcast_seq;
+}
+
+static void pongs_release(struct shard *sh)
+{
+    uint64_t m = min_acked(sh);
+    while (sh->npongs && sh->pongs[sh->ponghead].seq <= m) {
+        struct xpong *p = &sh->pongs[sh->ponghead++];
+        sh->npongs--;
+        if (p->conn)
+            conn_send_pong(p->conn, p->token);
+    }
+    if (!sh->npongs)
+        sh->ponghead = 0;
+}
+
+/* See xshard.h. */
+void xshard_conn_gone(struct shard *sh, struct conn *c)
+{
+    for (uint32_t i = 0; i < sh->npongs; i++)
+        if (sh->pongs[sh->ponghead + i].conn == c)
+            sh->pongs[sh->ponghead + i].conn = NULL;
+}
+
+/* ---- Delivery ---- */
+
+struct route_scan {
+    struct shard *sh;
+    unsigned touched[64];
+    unsigned nt;
+    bool overflow;
+};
+
+static void scan_visit(void *p, void *arg)
+{
+    struct rint *ri = p;
+    struct route_scan *rs = arg;
+    struct xtarget *t = &rs->sh->tgt[ri->shard];
+    if (!t->touched) {
+        t->touched = true;
+        rs->touched[rs->nt++] = ri->shard;
+    }
+    if (!ri->ghash)
+        t->plain = true;
+    else if (t->ng < XROUTE_GROUPS)
+        t->g[t->ng++] = ri->ghash;
+    else
+        rs->overflow = true;
+}
+
+/* See xshard.h. */
+void xshard_route(struct shard *sh, const struct codec_msg *m)
+{
+    static const struct route_filter all = {.plain = true, .all_groups = true};
+    struct route_scan rs = {.sh = sh};
+    struct msgbuf *body;
+    size_t blen;
+
+    if (sh->srv->nshards == 1) {
+        dispatch_deliver(sh, m, NULL, &all);
+        return;
+    }
+    trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
+    if (!rs.nt)
+        return;
+    if (rs.overflow)
+        log_warn("[s%u] a message matched more than %d queue groups on one shard; "
+                 "the extra groups did not get it",
+                 sh->id, XROUTE_GROUPS);
+    blen = codec_body_size(m);
+    body = msgbuf_new(&sh->pool, (uint32_t)blen);
+    codec_body_write(m, body->data);
+    for (unsigned i = 0; i < rs.nt; i++) {
+        unsigned d = rs.touched[i];
+        struct xtarget *t = &sh->tgt[d];
+        if (d == sh->id) {
+            struct route_filter f = {.plain = t->plain, .ng = t->ng, .g = t->g};
+            dispatch_deliver(sh, NULL, body, &f);
+        } else {
+            unsigned g = 0;
+            do {
+                struct xent e = {.type = XE_DELIVER, .plain = g == 0 && t->plain};
+                e.ngroups = (uint8_t)(t->ng - g < XENT_GROUPS ? t->ng - g : XENT_GROUPS);
+                memcpy(e.g, t->g + g, e.ngroups * sizeof(uint64_t));
+                g += e.ngroups;
+                e.ptr = msgbuf_ref(body);
+                stage_push(sh, d, &e);
+            } while (g < t->ng);
+            stat_add(&sh->stats.xdeliver, 1);
+        }
+        t->touched = t->plain = false;
+        t->ng = 0;
+    }
+    xshard_unref(sh, body);
+}
+
+static void handle(struct shard *sh, unsigned from, struct xent *e)
+{
+    switch ((enum xent_type)e->type) {
+    case XE_DELIVER: {
+        struct route_filter f = {.plain = e->plain, .ng = e->ngroups, .g = e->g};
+        dispatch_deliver(sh, NULL, e->ptr, &f);
+        xshard_unref(sh, e->ptr);
+        break;
+    }
+    case XE_FREE:
+        msgpool_put(&sh->pool, e->ptr);
+        break;
+    case XE_INT_ADD:
+    case XE_INT_DEL: {
+        struct xent ack = {.type = XE_INT_ACK, .seq = e->seq};
+        interest_apply(sh, from, e->ptr, e->klen, e->type == XE_INT_ADD);
+        free(e->ptr);
+        stage_push(sh, from, &ack);
+        break;
+    }
+    case XE_INT_ACK:
+        sh->acked[from] = e->seq;
+        pongs_release(sh);
+        break;
+    }
+}
+
+/* See xshard.h. */
+unsigned xshard_drain(struct shard *sh, unsigned budget)
+{
+    struct server *srv = sh->srv;
+    unsigned done = 0;
+    for (unsigned s = 0; s < srv->nshards; s++) {
+        struct xring *r;
+        uint32_t head, tail;
+        if (s == sh->id)
+            continue;
+        r = ring_of(srv, s, sh->id);
+        head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        while (head != tail && done < budget) {
+            handle(sh, s, &r->ents[head & (XRING_CAP - 1)]);
+            head++;
+            done++;
+        }
+        atomic_store_explicit(&r->head, head, memory_order_release);
+    }
+    return done;
+}
+
+static void drop_entry(struct shard *sh, struct xent *e)
+{
+    switch ((enum xent_type)e->type) {
+    case XE_DELIVER:
+        xshard_unref(sh, e->ptr);
+        break;
+    case XE_FREE:
+        free(e->ptr);
+        break;
+    case XE_INT_ADD:
+    case XE_INT_DEL:
+        free(e->ptr);
+        break;
+    case XE_INT_ACK:
+        break;
+    }
+}
+
+/* See xshard.h. Runs after every shard has left its loop. */
+void xshard_fini(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    xshard_finishing = true;
+    if (!sh->stage)
+        return;
+    for (unsigned s = 0; s < srv->nshards; s++) {
+        struct xring *r = ring_of(srv, s, sh->id);
+        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        for (; head != tail; head++)
+            drop_entry(sh, &r->ents[head & (XRING_CAP - 1)]);
+        atomic_store_explicit(&r->head, head, memory_order_release);
+        for (uint32_t i = 0; i < sh->stage[s].n; i++)
+            drop_entry(sh, &sh->stage[s].v[i]);
+        free(sh->stage[s].v);
+    }
+    for (size_t i = 0; i < sh->rints.cap; i++)
+        if (sh->rints.ents[i].key)
+            free(sh->rints.ents[i].val);
+    strmap_fini(&sh->rints);
+    strmap_fini(&sh->lint);
+    trie_free(sh->itrie);
+    free(sh->stage);
+    free(sh->tgt);
+    free(sh->acked);
+    free(sh->pongs);
+}

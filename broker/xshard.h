@@ -1,0 +1,120 @@
+/*
+ * xshard.h - everything that crosses between shards: per-pair SPSC rings of
+ * entries, the MSG_RING doorbell, cross-shard delivery of shared bodies,
+ * returning bodies to their owner, and subscription interest.
+ *
+ *   shard A                                        shard B
+ *   stage[B] --flush--> ring A->B (SPSC, 64-byte aligned head/tail) --drain--> handle
+ *                |  if B is asleep: one MSG_RING (UD_WAKE) into B's io_uring
+ *
+ * The rings carry the data and give the happens-before edges (release on
+ * push, acquire on pop), so ThreadSanitizer sees every hand-off; MSG_RING
+ * carries no pointer, it only wakes a shard that is blocked in
+ * io_uring_enter. A producer rings at most once per consumer sleep.
+ *
+ * Entries per pair stay in FIFO order; that is what keeps per-publisher
+ * order across shards and lets an interest ACK mean "everything I sent
+ * before is applied".
+ *
+ * Thread: each function runs on the shard it is given (sh), except
+ * xshard_server_init/fini (main thread, no shard running).
+ */
+#ifndef RMQ_BROKER_XSHARD_H
+#define RMQ_BROKER_XSHARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct shard;
+struct server;
+struct msgbuf;
+struct codec_msg;
+
+#define XRING_CAP 4096 /* entries per (src, dst) ring, power of two */
+#define XENT_GROUPS 3  /* queue-group choices carried by one entry */
+#define XROUTE_GROUPS 64 /* queue groups one publish may pick per shard */
+
+enum xent_type {
+    XE_DELIVER = 1,  /* ptr: msgbuf (one ref); plain + groups say to whom */
+    XE_FREE = 2,     /* ptr: msgbuf whose last ref the sender dropped */
+    XE_INT_ADD = 3,  /* ptr: malloc'd "pattern\0queue" key; seq */
+    XE_INT_DEL = 4,  /* same */
+    XE_INT_ACK = 5,  /* seq: the sender applied interest up to seq */
+};
+
+struct xent {
+    uint8_t type;
+    uint8_t plain;   /* deliver: to plain subscribers too */
+    uint8_t ngroups; /* deliver: valid entries of g */
+    uint16_t klen;   /* interest: key length */
+    uint64_t seq;
+    void *ptr;
+    uint64_t g[XENT_GROUPS]; /* group hashes chosen for the receiver */
+};
+
+struct xring {
+    _Alignas(64) _Atomic uint32_t head; /* consumer */
+    _Alignas(64) _Atomic uint32_t tail; /* producer */
+    _Alignas(64) struct xent ents[XRING_CAP];
+};
+
+/* Outgoing entries of one shard for one destination, not yet in the ring. */
+struct xstage {
+    struct xent *v;
+    uint32_t n, cap;
+};
+
+/* What one publish wants from one shard; scratch, per shard. */
+struct xtarget {
+    bool touched, plain;
+    uint8_t ng;
+    uint64_t g[XROUTE_GROUPS];
+};
+
+/* A pong waiting for interest acks (flush semantics across shards). */
+struct xpong {
+    struct conn *conn;
+    uint64_t token;
+    uint64_t seq;
+};
+
+/* Allocate the N x N rings (main thread, before shards start). */
+void xshard_server_init(struct server *srv);
+void xshard_server_fini(struct server *srv);
+
+/* Per-shard state set-up and teardown (on the shard thread). */
+void xshard_init(struct shard *sh);
+/* Drop everything still queued to or from sh (after all shards stopped). */
+void xshard_fini(struct shard *sh);
+
+/* Handle up to budget entries from every inbound ring. Returns the count. */
+unsigned xshard_drain(struct shard *sh, unsigned budget);
+/* Move staged entries into the rings; ring the doorbell of sleeping peers. */
+void xshard_flush(struct shard *sh);
+/* true if some inbound ring has entries (checked after setting sleeping). */
+bool xshard_pending(struct shard *sh);
+
+/*
+ * Route a parsed, validated publish to every interested shard (including
+ * sh itself). In single-shard mode this is a local route only.
+ */
+void xshard_route(struct shard *sh, const struct codec_msg *m);
+
+/* A local subscription was added/removed: update interest everywhere. */
+void xshard_sub_added(struct shard *sh, const char *key, size_t klen);
+void xshard_sub_removed(struct shard *sh, const char *key, size_t klen);
+
+/*
+ * Answer a PING: now if every peer has acknowledged the interest this shard
+ * broadcast so far, else once they have.
+ */
+void xshard_pong(struct shard *sh, struct conn *c, uint64_t token);
+/* Forget deferred pongs of a conn that is going away. */
+void xshard_conn_gone(struct shard *sh, struct conn *c);
+
+/* Drop one reference; at zero the body goes back to its owner's pool. */
+void xshard_unref(struct shard *sh, struct msgbuf *m);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * subject.c - syntax of subjects and patterns, and the reference matcher.
+ *
+ * A subject names where a message goes. It is a byte string of 1 to
+ * SUBJECT_MAX_LEN bytes made of 1 to SUBJECT_MAX_TOKENS non-empty tokens
+ * separated by '.':
+ *
+ *     "orders.eu.new"    ->  [orders] . [eu] . [new]
+ *
+ * A subscription pattern may also use two wildcard tokens, each of which
+ * must be a whole token:
+ *
+ *     "*"  matches exactly one token      "orders.*.new"  ~ "orders.eu.new"
+ *     ">"  matches one or more tokens,    "orders.>"      ~ "orders.eu"
+ *          allowed only as the last one                   ~ "orders.eu.new"
+ *                                                         !~ "orders"
+ *
+ * The subscription trie (trie.c) stores a pattern as one path of tokens,
+ * with "*" and ">" in their own child slots:
+ *
+ *     patterns: a.b  a.*  a.>  c
+ *
+ *                 (root)
+ *                 /    \
+ *              [a]      [c]*
+ *             / |  \
+ *          [b]* (*)* (>)*        * = a pattern ends here
+ *
+ * No byte below 0x21 (space, tab, CR, LF, NUL, other controls) and no DEL
+ * (0x7f) may appear anywhere, so a subject can never split a text protocol
+ * line. Bytes from 0x80 up (UTF-8) are allowed.
+ *
+ * subject_match() is the slow, obvious matcher. The tests use it as the
+ * oracle for trie_match(); the broker never calls it on the publish path.
+ *
+ * Thread: pure functions on borrowed bytes, safe from any thread.
+ */
+#include "subject.h"
+
+#include <string.h>
+
+#include "rmq_error.h"
+
+/*
+ * Shared checker. With pattern false no wildcard is allowed; with pattern
+ * true '*' and '>' are allowed as whole tokens and '>' only as the last one.
+ */
+static int subject_check_any(const char *s, size_t len, bool pattern)
+{
+    size_t tok_start = 0;
+    size_t ntok = 1;
+    size_t i;
+
+    if (s == NULL || len == 0 || len > SUBJECT_MAX_LEN)
+        return RMQ_ESUBJECT;
+
+    for (i = 0; i <= len; i++) {
+        unsigned char c;
+
+        if (i == len || s[i] == '.') {
+            if (i == tok_start)
+                return RMQ_ESUBJECT; /* empty token: leading, trailing or double dot */
+            if (i < len) {
+                if (s[tok_start] == '>' && i - tok_start == 1)
+                    return RMQ_ESUBJECT; /* '>' followed by more tokens */
+                if (++ntok > SUBJECT_MAX_TOKENS)
+                    return RMQ_ESUBJECT;
+            }
+            tok_start = i + 1;
+            continue;
+        }
+        c = (unsigned char)s[i];
+        if (c < 0x21 || c == 0x7f)
+            return RMQ_ESUBJECT;
+        if (c == '*' || c == '>') {
+            if (!pattern)
+                return RMQ_ESUBJECT;
+            /* A wildcard must be the whole token: "a*" and "*b" are invalid. */
+            if (i != tok_start || (i + 1 < len && s[i + 1] != '.'))
+                return RMQ_ESUBJECT;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Check that s (len bytes, not NUL-terminated, borrowed) is a valid publish
+ * subject: 1..SUBJECT_MAX_LEN bytes, 1..SUBJECT_MAX_TOKENS non-empty tokens
+ * split by '.', no wildcard and no byte below 0x21 or equal to 0x7f.
+ * Returns 0 if valid, RMQ_ESUBJECT otherwise (also for s == NULL).
+ * Thread: any; no shared state.
+ */
+int subject_check(const char *s, size_t len)
+{
+    return subject_check_any(s, len, false);
+}
+
+/*
+ * Check that s (len bytes, borrowed) is a valid subscription pattern: the
+ * rules of subject_check(), except that a token may be exactly "*" (one
+ * token) or, as the last token only, exactly ">" (one or more tokens).
+ * A wildcard inside a longer token ("a*", ">b") is invalid.
+ * Returns 0 if valid, RMQ_ESUBJECT otherwise.
+ * Thread: any; no shared state.
+ */
+int subject_check_pattern(const char *s, size_t len)
+{
+    return subject_check_any(s, len, true);
+}
+
+/*
+ * Step to the token that starts at *pos in s. Sets *tlen and moves *pos past
+ * the token and its dot. Returns NULL once the tokens are used up, which is
+ * signalled by *pos == len + 1.
+ */
+static const char *subject_token_next(const char *s, size_t len, size_t *pos, size_t *tlen)
+{
+    const char *tok;
+    const char *dot;
+
+    if (len == 0 || *pos > len)
+        return NULL;
+    tok = s + *pos;
+    dot = memchr(tok, '.', len - *pos);
+    *tlen = dot != NULL ? (size_t)(dot - tok) : len - *pos;
+    *pos += *tlen + 1;
+    return tok;
+}
+
+/*
+ * Reference matcher: true if subject subj (slen bytes) matches pattern pat
+ * (plen bytes). Both must already be valid (subject_check() and
+ * subject_check_pattern()); for invalid input the answer is unspecified but
+ * the call stays memory-safe. Walks both token lists side by side, so the
+ * cost is linear in the lengths. Meant as the oracle for tests; the publish
+ * path uses trie_match() instead.
+ * Thread: any; no shared state; both buffers are borrowed.
+ */
+bool subject_match(const char *pat, size_t plen, const char *subj, size_t slen)
+{
+    size_t ppos = 0;
+    size_t spos = 0;
+
+    if (pat == NULL || subj == NULL)
+        return false;
+    for (;;) {
+        size_t ptlen = 0;
+        size_t stlen = 0;
+        const char *pt = subject_token_next(pat, plen, &ppos, &ptlen);
+        const char *st = subject_token_next(subj, slen, &spos, &stlen);
+
+        if (pt == NULL || st == NULL)
+            return pt == NULL && st == NULL;
+        if (ptlen == 1 && pt[0] == '>')
+            return true; /* st != NULL: at least one token is left for '>' */
+        if (ptlen == 1 && pt[0] == '*')
+            continue;
+        if (ptlen != stlen || memcmp(pt, st, ptlen) != 0)
+            return false;
+    }
+}
