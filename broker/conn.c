@@ -308,7 +308,8 @@ void conn_flush(struct conn *c)
             break;
         items++;
         if (off < it->plen) {
-            b->iov[n].iov_base = it->prefix + off;
+            memcpy(b->pre[items - 1], it->prefix + off, it->plen - off);
+            b->iov[n].iov_base = b->pre[items - 1];
             b->iov[n++].iov_len = it->plen - off;
             bytes += it->plen - off;
             off = it->plen;

@@ -80,10 +80,13 @@ struct outitem {
 #define IOV_BATCH 256               /* iovecs per sendmsg */
 #define SEND_BATCH_BYTES (256 << 10) /* bytes per sendmsg, at least one item */
 
+/* The iovecs of one in-flight sendmsg, and a copy of the prefixes they
+ * point at: queue items move when the queue grows, this block does not. */
 struct iovblk {
     struct iovblk *next;
     struct msghdr mh;
     struct iovec iov[IOV_BATCH];
+    uint8_t pre[IOV_BATCH / 2][40];
 };
 
 enum conn_flags {
