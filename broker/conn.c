@@ -41,6 +41,7 @@
 #include "xshard.h"
 
 #define RBUF_KEEP (64 * 1024) /* reassembly capacity kept between frames */
+#define QUEUE_KEEP 1024       /* out-queue items kept when the queue empties */
 
 static void peer_name(int fd, char *out, size_t len)
 {
@@ -71,6 +72,7 @@ struct conn *conn_new(struct shard *sh, int fd)
     c->fd = fd;
     c->id = atomic_fetch_add(&sh->srv->next_client_id, 1);
     c->deadline_ns = sh->now_ns + (uint64_t)sh->srv->cfg.handshake_ms * 1000000ull;
+    c->progress_ns = sh->now_ns;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     peer_name(fd, c->peer, sizeof(c->peer));
     c->next = sh->conns;
@@ -232,9 +234,29 @@ void conn_on_recv_end(struct conn *c, int res)
 
 /* ---- Egress ---- */
 
+_Static_assert(sizeof(((struct outitem *)0)->prefix) >= CODEC_MSG_PREFIX_MAX, "prefix room");
+
 static inline uint32_t item_len(const struct outitem *it)
 {
     return it->plen + (it->body ? it->body->len : 0);
+}
+
+/*
+ * Over max_pending, a connection is slow when its output has not moved for
+ * CONN_SLOW_GRACE_NS (its socket is full: the consumer is not reading), or
+ * when it is over CONN_SLOW_HARD times the limit whatever it does. The grace
+ * exists because a fast consumer can briefly hold more than the limit: one
+ * loop iteration may queue a whole batch of publishes for it before its
+ * next send is even submitted.
+ */
+bool conn_is_slow(const struct conn *c, uint64_t more)
+{
+    uint64_t max = c->sh->srv->cfg.max_pending;
+    if (c->pending + more <= max)
+        return false;
+    if (c->pending + more > max * CONN_SLOW_HARD)
+        return true;
+    return c->sh->now_ns - c->progress_ns > CONN_SLOW_GRACE_NS;
 }
 
 /* See conn.h. */
@@ -247,7 +269,7 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
 
     if (c->flags & CONN_F_CLOSING)
         return false;
-    if (!force && c->pending + len > sh->srv->cfg.max_pending) {
+    if (!force && c->pending + len > sh->srv->cfg.max_pending && conn_is_slow(c, len)) {
         shard_push_slow(sh, c);
         return false;
     }
@@ -262,6 +284,8 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
         c->q = nq;
         c->qcap = ncap;
     }
+    if (c->qhead == c->qtail)
+        c->progress_ns = sh->now_ns; /* nothing was waiting: not stuck */
     it = &c->q[c->qtail++ & (c->qcap - 1)];
     it->body = body ? msgbuf_ref(body) : NULL;
     it->off = 0;
@@ -351,6 +375,12 @@ static void queue_pop_sent(struct conn *c, size_t sent)
             xshard_unref(sh, it->body);
         c->qhead++;
     }
+    if (c->qhead == c->qtail && c->qcap > QUEUE_KEEP) {
+        /* A burst is over: give its queue memory back. */
+        free(c->q);
+        c->q = NULL;
+        c->qcap = c->qhead = c->qtail = 0;
+    }
 }
 
 /* Drop queued items. While a sendmsg is in flight, the items it covers
@@ -383,6 +413,8 @@ void conn_on_send(struct conn *c, int res)
         return;
     }
     stat_add(&sh->stats.bytes_out, (uint64_t)res);
+    if (res > 0)
+        c->progress_ns = sh->now_ns;
     queue_pop_sent(c, (size_t)res);
     if (c->flags & CONN_F_CLOSING)
         return;

@@ -10,6 +10,12 @@
 #include "shard.h"
 #include "ringmq.pb-c.h"
 
+#define CONN_SLOW_GRACE_NS (250 * 1000000ull)
+#define CONN_SLOW_HARD 8
+
+/* Would queuing more bytes make c a slow consumer? See conn.c. */
+bool conn_is_slow(const struct conn *c, uint64_t more);
+
 /* Create a connection for an accepted fd (taken over) and arm its recv. */
 struct conn *conn_new(struct shard *sh, int fd);
 
@@ -29,8 +35,8 @@ void conn_flush(struct conn *c);
  * Queue a frame: prefix (plen bytes, copied) then body (one reference is
  * taken, may be NULL). When force is false and the connection's pending
  * bytes would pass max_pending, the frame is not queued, the connection is
- * marked slow (handled by conn_slow_close after the current publish) and
- * false is returned.
+ * marked slow if conn_is_slow() says so (handled by conn_slow_close after
+ * the current publish) and false is returned; otherwise it is queued.
  */
 bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msgbuf *body,
                   bool force);

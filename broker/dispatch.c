@@ -453,6 +453,7 @@ void dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
         return;
     }
     if (!(c->flags & CONN_F_READY) && kind != CODEC_K_CONNECT) {
+        stat_add(&c->sh->stats.bad_frames, 1);
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_NOT_CONNECTED, "CONNECT must come first", 0,
                         true);
         return;
@@ -473,12 +474,14 @@ void dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
     case CODEC_K_PONG:
         break;
     case CODEC_K_CONNECT:
-        if (c->flags & CONN_F_READY)
+        if (c->flags & CONN_F_READY) {
+            stat_add(&c->sh->stats.bad_frames, 1);
             conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_FRAME, "already connected", 0, false);
-        else
+        } else
             on_connect(c, &sp);
         break;
     default:
+        stat_add(&c->sh->stats.bad_frames, 1);
         snprintf(text, sizeof(text), "frame kind %d is not accepted from clients", kind);
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_UNKNOWN_KIND, text, 0, false);
         break;

@@ -23,6 +23,37 @@
 #include "xalloc.h"
 #include "xshard.h"
 
+/*
+ * SO_REUSEPORT lets any process of the same user bind the port too, and the
+ * kernel would then split clients between two brokers. Binding once without
+ * it first fails with EADDRINUSE if anyone holds the port.
+ */
+static int port_probe(const char *host, uint16_t port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res;
+    char portstr[8];
+    int fd, one = 1, rc = 0;
+    if (port == 0)
+        return 0;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    if (getaddrinfo(host, portstr, &hints, &res))
+        return 0; /* listen_open reports it */
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, res->ai_addr, res->ai_addrlen)) {
+            snprintf(err, errlen, "cannot listen on %s:%s: %s", host, portstr, strerror(errno));
+            rc = -1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
 /* Open one SO_REUSEPORT listener on host:port; *port receives the bound port. */
 static int listen_open(const char *host, uint16_t *port, char *err, size_t errlen)
 {
@@ -128,7 +159,9 @@ int main(int argc, char **argv)
     xshard_server_init(srv);
     port = srv->cfg.listen_port;
     for (unsigned i = 0; i < srv->nshards; i++) {
-        int fd = listen_open(srv->cfg.listen_host, &port, err, sizeof(err));
+        int fd = i == 0 && port_probe(srv->cfg.listen_host, port, err, sizeof(err))
+                     ? -1
+                     : listen_open(srv->cfg.listen_host, &port, err, sizeof(err));
         if (fd < 0) {
             log_error("%s", err);
             for (unsigned j = 0; j < i; j++)

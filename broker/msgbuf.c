@@ -1,7 +1,8 @@
 /*
  * msgbuf.c - the per-shard msgbuf pool (see msgbuf.h). Size classes are
- * 256 B .. 64 KiB in powers of four; each class keeps at most MSGPOOL_KEEP
- * free buffers so a burst does not pin memory forever.
+ * chosen so that header + data fill 64 B .. 256 KiB malloc chunks; each
+ * class keeps at most MSGPOOL_KEEP_BYTES of free buffers so a burst does not
+ * pin memory forever.
  */
 #include "msgbuf.h"
 
@@ -10,7 +11,8 @@
 
 #include "xalloc.h"
 
-static const uint32_t class_size[MSGPOOL_CLASSES] = {256, 1024, 4096, 16384, 65536, 262144};
+static const uint32_t class_size[MSGPOOL_CLASSES] = {40,   104,   232,   488,   1000,
+                                                     4072, 16360, 65512, 262120};
 
 /* See msgbuf.h. */
 void msgpool_init(struct msgpool *p, uint16_t owner)
@@ -64,7 +66,8 @@ struct msgbuf *msgbuf_new(struct msgpool *p, uint32_t len)
 void msgpool_put(struct msgpool *p, struct msgbuf *m)
 {
     p->live--;
-    if (m->cls < MSGPOOL_CLASSES && p->nfree[m->cls] < MSGPOOL_KEEP) {
+    if (m->cls < MSGPOOL_CLASSES &&
+        p->nfree[m->cls] < MSGPOOL_KEEP_BYTES / (class_size[m->cls] + sizeof(*m))) {
         m->next = p->free[m->cls];
         p->free[m->cls] = m;
         p->nfree[m->cls]++;

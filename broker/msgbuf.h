@@ -9,7 +9,8 @@
  * is an acq_rel decrement, and the holder that drops the last reference gives
  * the buffer back to the pool of the shard that allocated it (owner).
  *
- * Small bodies come from size classes kept on per-shard free lists, so the
+ * Bodies up to 256 KiB come from size classes (64 B .. 256 KiB, data bytes
+ * after the 24-byte header) kept on per-shard free lists, so the
  * publish path does not call malloc in the steady state; bodies over the
  * largest class are malloc'd and freed directly.
  */
@@ -20,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MSGPOOL_CLASSES 6
-#define MSGPOOL_KEEP 4096 /* free buffers kept per class */
+#define MSGPOOL_CLASSES 9
+#define MSGPOOL_KEEP_BYTES (8u << 20) /* free bytes kept per class */
 
 struct msgbuf {
     _Atomic uint32_t refs;

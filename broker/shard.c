@@ -288,6 +288,10 @@ static void tick(struct shard *sh)
         arm_accept(sh);
     for (struct conn *c = sh->conns, *next; c; c = next) {
         next = c->next;
+        if (!(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING)) && conn_is_slow(c, 0)) {
+            conn_slow_close(c);
+            continue;
+        }
         if (!c->deadline_ns || sh->now_ns < c->deadline_ns || (c->flags & CONN_F_CLOSING))
             continue;
         if (c->flags & CONN_F_DRAINING) {

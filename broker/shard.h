@@ -74,7 +74,7 @@ struct outitem {
     struct msgbuf *body; /* reference owned by the queue; NULL for prefix only */
     uint32_t off;        /* bytes of prefix+body already sent */
     uint8_t plen;
-    uint8_t prefix[39];
+    uint8_t prefix[27]; /* >= CODEC_MSG_PREFIX_MAX */
 };
 
 #define IOV_BATCH 256               /* iovecs per sendmsg */
@@ -86,7 +86,7 @@ struct iovblk {
     struct iovblk *next;
     struct msghdr mh;
     struct iovec iov[IOV_BATCH];
-    uint8_t pre[IOV_BATCH / 2][40];
+    uint8_t pre[IOV_BATCH / 2][32];
 };
 
 enum conn_flags {
@@ -109,6 +109,7 @@ struct conn {
     uint32_t inflight; /* SQEs naming this conn that have not completed */
     uint64_t id;
     uint64_t deadline_ns; /* handshake or drain deadline, 0 = none */
+    uint64_t progress_ns; /* last time output moved (or the queue was empty) */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];

@@ -352,8 +352,8 @@ void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t size);
 
-static bool alloc_counting;
-static unsigned long alloc_calls;
+static volatile bool alloc_counting; /* volatile: GCC assumes malloc() reads no globals */
+static volatile unsigned long alloc_calls;
 
 void *__wrap_malloc(size_t size)
 {
@@ -388,8 +388,10 @@ START_TEST(test_subject_oom_no_allocation)
                 "check_subject: not linked with --wrap=malloc, allocation count not checked\n");
     } else {
         /* Make sure the wrapper is live: this call must be counted. */
+        void *volatile probe; /* volatile: -O2 elides a plain free(malloc(16)) */
         alloc_counting = true;
-        free(malloc(16));
+        probe = malloc(16);
+        free(probe);
         alloc_counting = false;
         ck_assert_uint_eq(alloc_calls, 1);
         alloc_calls = 0;

@@ -1,0 +1,401 @@
+/*
+ * cli.c - the `ringmq` command line tool: pub, sub, req (here) and bench
+ * (cli_bench.c), built on the public libringmq API only.
+ *
+ *   ringmq [--server HOST:PORT[,...]] pub SUBJECT [MESSAGE]
+ *   ringmq [--server ...] sub SUBJECT [--queue GROUP] [--count N] [--raw]
+ *   ringmq [--server ...] req SUBJECT MESSAGE [--timeout MS]
+ *   ringmq [--server ...] bench SUBJECT --pubs P --subs S --msgs N --size BYTES [--json]
+ *
+ * The server comes from --server, else $RINGMQ_SERVER, else 127.0.0.1:7400.
+ * Every failure prints one line on stderr and exits with a code of its own
+ * (CLI_EXIT_*, listed in --help), so scripts can tell "server down" from
+ * "bad subject" from "timeout".
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringmq.h"
+
+static volatile sig_atomic_t cli_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cli_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ringmq [--server HOST:PORT[,HOST:PORT...]] COMMAND ...\n"
+            "\n"
+            "commands:\n"
+            "  pub SUBJECT [MESSAGE] [--timeout MS]\n"
+            "        publish MESSAGE, or each line of stdin when MESSAGE is absent,\n"
+            "        then flush (wait until the server has processed them)\n"
+            "  sub SUBJECT [--queue GROUP] [--count N] [--raw]\n"
+            "        print messages as '[#n] subject: payload', or with --raw each\n"
+            "        payload alone on its line; exit after N messages with --count,\n"
+            "        else run until SIGINT/SIGTERM\n"
+            "  req SUBJECT MESSAGE [--timeout MS]\n"
+            "        send a request and print the reply payload (default timeout 2000)\n"
+            "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES] [--json]\n"
+            "        [--timeout MS]\n"
+            "        P publishers and S subscribers, each on its own connection and\n"
+            "        thread; prints msgs/s and MB/s and the messages lost\n"
+            "\n"
+            "options:\n"
+            "  --server LIST  servers to connect to (default: $RINGMQ_SERVER, else %s)\n"
+            "  --help         show this text        --version  show the version\n"
+            "\n"
+            "exit codes:\n"
+            "  0  success\n"
+            "  1  other error (out of memory, I/O error)\n"
+            "  2  usage error (bad arguments)\n"
+            "  3  cannot connect (server down or unreachable)\n"
+            "  4  invalid subject, pattern or queue name\n"
+            "  5  timeout (no reply, no flush acknowledgement)\n"
+            "  6  server error or connection lost (auth, payload too big, closed)\n"
+            "  7  bench: messages were lost\n",
+            RMQ_DEFAULT_SERVER);
+}
+
+/* Map a library error to an exit code (CLI_EXIT_*). */
+int cli_exit_code(int err)
+{
+    switch (err) {
+    case 0:
+        return CLI_EXIT_OK;
+    case RMQ_ESUBJECT:
+        return CLI_EXIT_SUBJECT;
+    case -ETIMEDOUT:
+        return CLI_EXIT_TIMEOUT;
+    case -ECONNREFUSED:
+    case -EHOSTUNREACH:
+    case -ENETUNREACH:
+    case -EADDRNOTAVAIL:
+    case -ENOENT:
+        return CLI_EXIT_CONNECT;
+    case -ENOMEM:
+        return CLI_EXIT_ERROR;
+    default:
+        return CLI_EXIT_SERVER;
+    }
+}
+
+/* Print "ringmq: what: error" and return the exit code for err. */
+int cli_fail(const char *what, int err)
+{
+    fprintf(stderr, "ringmq: %s: %s\n", what, rmq_strerror(err));
+    return cli_exit_code(err);
+}
+
+/* Connect for a command; prints the error itself. Returns 0 or an exit code. */
+int cli_connect(const char *server, const char *name, rmq_client **out)
+{
+    rmq_opts *o;
+    char what[512];
+    int rc = rmq_opts_new(&o);
+
+    if (rc < 0)
+        return cli_fail("options", rc);
+    rc = rmq_opts_set_servers(o, server);
+    if (rc < 0) {
+        rmq_opts_free(o);
+        fprintf(stderr, "ringmq: bad server list '%s' (want HOST:PORT[,HOST:PORT...])\n", server);
+        return CLI_EXIT_USAGE;
+    }
+    rmq_opts_set_name(o, name);
+    rc = rmq_connect(o, out);
+    rmq_opts_free(o);
+    if (rc < 0) {
+        snprintf(what, sizeof(what), "cannot connect to %s", server);
+        fprintf(stderr, "ringmq: %s: %s\n", what, rmq_strerror(rc));
+        if (rc == -ENOMEM)
+            return CLI_EXIT_ERROR;
+        /* the server answered but refused us: a server error, not "down" */
+        if (rc == RMQ_EAUTH || rc == -EPROTO || rc <= RMQ_ERRBASE)
+            return CLI_EXIT_SERVER;
+        return CLI_EXIT_CONNECT;
+    }
+    return 0;
+}
+
+/* Parse a non-negative decimal integer option value into *out. */
+bool cli_parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (s == NULL || *s == '\0' || *s == '-')
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "ringmq: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see ringmq --help)\n");
+    return CLI_EXIT_USAGE;
+}
+
+static int check_subject(const char *subj, bool pattern)
+{
+    if (rmq_subject_check(subj, pattern) != 0) {
+        fprintf(stderr, "ringmq: invalid %s '%s'\n", pattern ? "subject pattern" : "subject", subj);
+        return CLI_EXIT_SUBJECT;
+    }
+    return 0;
+}
+
+/* ---- pub ---- */
+
+static int finish(rmq_client *c, int timeout_ms, int rc)
+{
+    if (rc == 0) {
+        rc = rmq_flush(c, timeout_ms);
+        if (rc < 0)
+            rc = cli_fail("flush", rc);
+    }
+    rmq_close(c);
+    return rc;
+}
+
+static int cmd_pub(const char *server, int argc, char **argv)
+{
+    const char *subj = NULL, *msg = NULL;
+    uint64_t timeout = 5000;
+    rmq_client *c;
+    int rc, npos = 0;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (!cli_parse_u64(argv[++i], &timeout) || timeout > 3600000)
+                return bad_usage("bad --timeout '%s'", argv[i]);
+        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+            return bad_usage("pub: unknown option '%s'", argv[i]);
+        } else if (npos == 0) {
+            subj = argv[i];
+            npos++;
+        } else if (npos == 1) {
+            msg = argv[i];
+            npos++;
+        } else {
+            return bad_usage("pub: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (subj == NULL)
+        return bad_usage("pub: missing SUBJECT%s", "");
+    if ((rc = check_subject(subj, false)) != 0)
+        return rc;
+    if ((rc = cli_connect(server, "ringmq-pub", &c)) != 0)
+        return rc;
+    if (msg != NULL) {
+        rc = rmq_publish(c, subj, msg, strlen(msg));
+        return finish(c, (int)timeout, rc < 0 ? cli_fail("publish", rc) : 0);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    rc = 0;
+    while (!cli_stop && (n = getline(&line, &cap, stdin)) >= 0) {
+        if (n > 0 && line[n - 1] == '\n')
+            line[--n] = '\0';
+        int prc = rmq_publish(c, subj, line, (size_t)n);
+        if (prc < 0) {
+            rc = cli_fail("publish", prc);
+            break;
+        }
+    }
+    if (rc == 0 && ferror(stdin)) {
+        fprintf(stderr, "ringmq: reading stdin: %s\n", strerror(errno));
+        rc = CLI_EXIT_ERROR;
+    }
+    free(line);
+    return finish(c, (int)timeout, rc);
+}
+
+/* ---- sub ---- */
+
+static int cmd_sub(const char *server, int argc, char **argv)
+{
+    const char *subj = NULL, *queue = NULL;
+    uint64_t count = 0, got = 0;
+    bool raw = false;
+    rmq_client *c;
+    rmq_sub *s;
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--queue") == 0 && i + 1 < argc) {
+            queue = argv[++i];
+        } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
+            if (!cli_parse_u64(argv[++i], &count) || count == 0)
+                return bad_usage("bad --count '%s' (want N >= 1)", argv[i]);
+        } else if (strcmp(argv[i], "--raw") == 0) {
+            raw = true;
+        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+            return bad_usage("sub: unknown option '%s'", argv[i]);
+        } else if (subj == NULL) {
+            subj = argv[i];
+        } else {
+            return bad_usage("sub: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (subj == NULL)
+        return bad_usage("sub: missing SUBJECT%s", "");
+    if ((rc = check_subject(subj, true)) != 0)
+        return rc;
+    if (queue && rmq_subject_check(queue, false) != 0) {
+        fprintf(stderr, "ringmq: invalid queue group name '%s'\n", queue);
+        return CLI_EXIT_SUBJECT;
+    }
+    if ((rc = cli_connect(server, "ringmq-sub", &c)) != 0)
+        return rc;
+    rc = rmq_subscribe_sync(c, subj, queue, &s);
+    if (rc < 0) {
+        rc = cli_fail("subscribe", rc);
+        rmq_close(c);
+        return rc;
+    }
+    if (count)
+        rmq_unsubscribe_after(s, count);
+    rc = rmq_flush(c, 5000);
+    if (rc < 0) {
+        rc = cli_fail("subscribe", rc);
+        goto out;
+    }
+    while (!cli_stop && (count == 0 || got < count)) {
+        rmq_msg *m;
+        int nrc = rmq_sub_next(s, 200, &m);
+
+        if (nrc == -ETIMEDOUT)
+            continue;
+        if (nrc < 0) {
+            rc = cli_fail("subscription", nrc);
+            goto out;
+        }
+        got++;
+        if (!raw)
+            printf("[#%llu] %s: ", (unsigned long long)got, rmq_msg_subject(m));
+        fwrite(rmq_msg_data(m), 1, rmq_msg_len(m), stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        rmq_msg_free(m);
+    }
+out:
+    rmq_unsubscribe(s);
+    rmq_close(c);
+    return rc;
+}
+
+/* ---- req ---- */
+
+static int cmd_req(const char *server, int argc, char **argv)
+{
+    const char *subj = NULL, *msg = NULL;
+    uint64_t timeout = 2000;
+    rmq_client *c;
+    rmq_msg *reply;
+    int rc, npos = 0;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (!cli_parse_u64(argv[++i], &timeout) || timeout == 0 || timeout > 3600000)
+                return bad_usage("bad --timeout '%s'", argv[i]);
+        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+            return bad_usage("req: unknown option '%s'", argv[i]);
+        } else if (npos == 0) {
+            subj = argv[i];
+            npos++;
+        } else if (npos == 1) {
+            msg = argv[i];
+            npos++;
+        } else {
+            return bad_usage("req: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (subj == NULL || msg == NULL)
+        return bad_usage("req: want SUBJECT MESSAGE%s", "");
+    if ((rc = check_subject(subj, false)) != 0)
+        return rc;
+    if ((rc = cli_connect(server, "ringmq-req", &c)) != 0)
+        return rc;
+    rc = rmq_request(c, subj, msg, strlen(msg), (int)timeout, &reply);
+    if (rc == -ETIMEDOUT) {
+        fprintf(stderr, "ringmq: request: no reply on '%s' within %llu ms\n", subj,
+                (unsigned long long)timeout);
+        rc = CLI_EXIT_TIMEOUT;
+    } else if (rc < 0) {
+        rc = cli_fail("request", rc);
+    } else {
+        fwrite(rmq_msg_data(reply), 1, rmq_msg_len(reply), stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        rmq_msg_free(reply);
+    }
+    rmq_close(c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *server = getenv("RINGMQ_SERVER");
+    struct sigaction sa;
+    int i = 1;
+
+    if (server == NULL || *server == '\0')
+        server = RMQ_DEFAULT_SERVER;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("ringmq %s\n", rmq_version());
+            return CLI_EXIT_OK;
+        } else if (strcmp(argv[i], "--server") == 0 && i + 1 < argc) {
+            server = argv[++i];
+        } else if (strncmp(argv[i], "--server=", 9) == 0) {
+            server = argv[i] + 9;
+        } else {
+            return bad_usage("unknown option '%s'", argv[i]);
+        }
+    }
+    if (i < argc && strcmp(argv[i], "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *cmd = argv[i++];
+    if (strcmp(cmd, "pub") == 0)
+        return cmd_pub(server, argc - i, argv + i);
+    if (strcmp(cmd, "sub") == 0)
+        return cmd_sub(server, argc - i, argv + i);
+    if (strcmp(cmd, "req") == 0)
+        return cmd_req(server, argc - i, argv + i);
+    if (strcmp(cmd, "bench") == 0)
+        return cli_bench(server, argc - i, argv + i);
+    return bad_usage("unknown command '%s'", cmd);
+}

@@ -1,0 +1,109 @@
+#!/bin/sh
+# check_cli.sh CLI FAKE_BROKER - exit codes and output of the `ringmq` CLI
+# against the in-process fake server (fake_broker), on 127.0.0.1 only.
+# Every command runs under `timeout`, the fake broker has a lifetime cap.
+set -u
+CLI=$1
+FAKE=$2
+T=$(mktemp -d)
+FPID=
+cleanup() {
+    [ -n "$FPID" ] && kill "$FPID" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+"$FAKE" 60 >"$T/port" &
+FPID=$!
+i=0
+while [ ! -s "$T/port" ] && [ $i -lt 100 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+RINGMQ_SERVER=127.0.0.1:$(cat "$T/port")
+export RINGMQ_SERVER
+fail=0
+
+# check WANT_RC CMD... : run CMD (bounded), compare its exit code
+check() {
+    want=$1
+    shift
+    timeout 30 "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "FAIL: '$*' exited $rc, want $want"
+        sed 's/^/  stderr: /' "$T/err"
+        fail=1
+    fi
+}
+
+# expect FILE TEXT : FILE must equal TEXT
+expect() {
+    if [ "$(cat "$1")" != "$2" ]; then
+        echo "FAIL: got:"
+        sed 's/^/  | /' "$1"
+        echo "want:"
+        printf '%s\n' "$2" | sed 's/^/  | /'
+        fail=1
+    fi
+}
+
+check 0 "$CLI" --help
+grep -q "exit codes" "$T/out" || { echo "FAIL: --help lists no exit codes"; fail=1; }
+check 0 "$CLI" --version
+check 2 "$CLI"
+check 2 "$CLI" frob
+check 2 "$CLI" sub a --count x
+check 2 "$CLI" --server nonsense pub a b
+check 4 "$CLI" pub 'a b' x
+check 4 "$CLI" pub 'a.*' x
+check 4 "$CLI" sub 'a..b'
+check 4 "$CLI" sub a --queue 'q w'
+check 5 "$CLI" req svc.none hi --timeout 200
+check 0 "$CLI" pub nobody.listens hello
+
+# a port with nothing behind it: the fake, stopped
+"$FAKE" 1 >"$T/port2" &
+P2=$!
+i=0
+while [ ! -s "$T/port2" ] && [ $i -lt 100 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+kill "$P2"
+wait "$P2" 2>/dev/null
+check 3 "$CLI" --server "127.0.0.1:$(cat "$T/port2")" pub a b
+
+# sub prints '[#n] subject: payload', exits after --count
+timeout 30 "$CLI" sub 'demo.>' --count 3 >"$T/sub" 2>"$T/suberr" &
+SPID=$!
+sleep 0.5
+check 0 "$CLI" pub demo.a hello
+printf 'line one\nline two\n' >"$T/in"
+check 0 sh -c "\"$CLI\" pub demo.b <\"$T/in\""
+wait "$SPID"
+src=$?
+[ "$src" -eq 0 ] || { echo "FAIL: sub exited $src"; cat "$T/suberr"; fail=1; }
+expect "$T/sub" "[#1] demo.a: hello
+[#2] demo.b: line one
+[#3] demo.b: line two"
+
+# --raw prints payloads only; RINGMQ_SERVER can be overridden by --server
+timeout 30 "$CLI" --server "$RINGMQ_SERVER" sub raw.x --raw --count 2 >"$T/raw" 2>&1 &
+SPID=$!
+sleep 0.5
+check 0 "$CLI" pub raw.x "first payload"
+check 0 "$CLI" pub raw.x "second"
+wait "$SPID"
+expect "$T/raw" "first payload
+second"
+
+# bench: nothing lost on the fake, text and JSON
+check 0 "$CLI" bench bench.t --pubs 2 --subs 2 --msgs 2000 --size 32
+grep -q "lost: *0 of 4000" "$T/out" || { echo "FAIL: bench text"; cat "$T/out"; fail=1; }
+check 0 "$CLI" bench bench.j --pubs 1 --subs 1 --msgs 500 --size 0 --json
+grep -q '"lost":0' "$T/out" || { echo "FAIL: bench json"; cat "$T/out"; fail=1; }
+check 4 "$CLI" bench 'bench.*'
+
+[ $fail -eq 0 ] && echo "check_cli: all passed"
+exit $fail
