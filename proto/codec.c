@@ -46,11 +46,16 @@ static size_t varint_put(uint8_t *out, uint64_t v)
     return n;
 }
 
-/* Read a varint at *pos; returns false on truncation or overlong encoding. */
-static bool varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+/*
+ * Read a varint of at most maxb bytes at *pos; returns false on truncation
+ * or a longer encoding. Keys and lengths take maxb = 5, as protobuf-c reads
+ * them (a padded 6-byte key would pass here, be forwarded verbatim in a
+ * shared body, and then fail in a subscriber's protobuf-c decoder).
+ */
+static bool varint_get_n(const uint8_t *p, size_t len, size_t *pos, uint64_t *v, unsigned maxb)
 {
     uint64_t r = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
+    for (unsigned shift = 0; shift < 7 * maxb; shift += 7) {
         if (*pos >= len)
             return false;
         uint8_t b = p[(*pos)++];
@@ -61,6 +66,11 @@ static bool varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
         }
     }
     return false;
+}
+
+static bool varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+{
+    return varint_get_n(p, len, pos, v, 10);
 }
 
 struct field {
@@ -78,7 +88,7 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
     if (*pos >= len)
         return 0;
     f->start = *pos;
-    if (!varint_get(p, len, pos, &key))
+    if (!varint_get_n(p, len, pos, &key, 5))
         return RMQ_EFRAME;
     f->num = (uint32_t)(key >> 3);
     f->wt = key & 7;
@@ -100,7 +110,7 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
         *pos += 4;
         break;
     case WT_LEN:
-        if (!varint_get(p, len, pos, &l) || l > len - *pos)
+        if (!varint_get_n(p, len, pos, &l, 5) || l > len - *pos)
             return RMQ_EFRAME;
         f->s.p = p + *pos;
         f->s.len = (size_t)l;

@@ -35,8 +35,9 @@
 #define CODEC_HDR_LEN 4
 /* Room for everything in a frame that is not the payload. */
 #define CODEC_FRAME_OVERHEAD (64 * 1024)
-/* Largest per-subscriber MESSAGE prefix codec_msg_prefix() writes. */
-#define CODEC_MSG_PREFIX_MAX 32
+/* Largest per-subscriber MESSAGE prefix codec_msg_prefix() writes:
+ * 4 (length) + 1 (tag) + 5 (varint length) + 1 (tag) + 10 (varint sid). */
+#define CODEC_MSG_PREFIX_MAX 21
 
 /* Frame kinds: the field numbers of Frame's oneof. */
 enum codec_kind {
