@@ -21,6 +21,7 @@ struct config {
     unsigned shards;            /* 0: online CPUs */
     uint32_t max_payload;       /* bytes */
     uint64_t max_pending;       /* bytes queued per connection before slow consumer */
+    unsigned slow_grace_ms;     /* how long pending may stay over max_pending */
     uint32_t max_conns;         /* per broker */
     uint32_t max_subs;          /* per connection */
     unsigned shutdown_ms;       /* bound on flushing at shutdown */

@@ -72,7 +72,6 @@ struct conn *conn_new(struct shard *sh, int fd)
     c->fd = fd;
     c->id = atomic_fetch_add(&sh->srv->next_client_id, 1);
     c->deadline_ns = sh->now_ns + (uint64_t)sh->srv->cfg.handshake_ms * 1000000ull;
-    c->progress_ns = sh->now_ns;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     peer_name(fd, c->peer, sizeof(c->peer));
     c->next = sh->conns;
@@ -91,7 +90,7 @@ struct conn *conn_new(struct shard *sh, int fd)
 
 static bool conn_reading(const struct conn *c)
 {
-    return !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING));
+    return !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_NOREAD));
 }
 
 static void rbuf_reserve(struct conn *c, uint32_t need)
@@ -214,7 +213,7 @@ void conn_on_recv_end(struct conn *c, int res)
         }
         return;
     }
-    if (res == -ECANCELED && (c->flags & CONN_F_DRAINING))
+    if (res == -ECANCELED && (c->flags & (CONN_F_DRAINING | CONN_F_NOREAD)))
         return;
     if (res == 0) {
         c->flags |= CONN_F_EOF;
@@ -242,21 +241,24 @@ static inline uint32_t item_len(const struct outitem *it)
 }
 
 /*
- * Over max_pending, a connection is slow when its output has not moved for
- * CONN_SLOW_GRACE_NS (its socket is full: the consumer is not reading), or
- * when it is over CONN_SLOW_HARD times the limit whatever it does. The grace
- * exists because a fast consumer can briefly hold more than the limit: one
- * loop iteration may queue a whole batch of publishes for it before its
- * next send is even submitted.
+ * A connection is slow when its queued bytes have stayed over max_pending
+ * for longer than the slow-consumer grace (--slow-grace-ms), or when they
+ * pass the hard cap (8 x max_pending, at least 64 MiB) at any moment. The
+ * grace exists because a consumer reading at full speed can briefly hold
+ * more than the limit: one loop iteration may queue a whole batch of
+ * publishes for it before its next send is even submitted.
  */
 bool conn_is_slow(const struct conn *c, uint64_t more)
 {
-    uint64_t max = c->sh->srv->cfg.max_pending;
+    const struct config *cfg = &c->sh->srv->cfg;
+    uint64_t max = cfg->max_pending;
+    uint64_t hard = max * 8 > (64ull << 20) ? max * 8 : (64ull << 20);
     if (c->pending + more <= max)
         return false;
-    if (c->pending + more > max * CONN_SLOW_HARD)
+    if (c->pending + more > hard)
         return true;
-    return c->sh->now_ns - c->progress_ns > CONN_SLOW_GRACE_NS;
+    return c->over_since_ns &&
+           c->sh->now_ns - c->over_since_ns > (uint64_t)cfg->slow_grace_ms * 1000000ull;
 }
 
 /* See conn.h. */
@@ -269,7 +271,7 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
 
     if (c->flags & CONN_F_CLOSING)
         return false;
-    if (!force && c->pending + len > sh->srv->cfg.max_pending && conn_is_slow(c, len)) {
+    if (!force && conn_is_slow(c, len)) {
         shard_push_slow(sh, c);
         return false;
     }
@@ -284,8 +286,6 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
         c->q = nq;
         c->qcap = ncap;
     }
-    if (c->qhead == c->qtail)
-        c->progress_ns = sh->now_ns; /* nothing was waiting: not stuck */
     it = &c->q[c->qtail++ & (c->qcap - 1)];
     it->body = body ? msgbuf_ref(body) : NULL;
     it->off = 0;
@@ -293,6 +293,8 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
     if (plen)
         memcpy(it->prefix, prefix, plen);
     c->pending += len;
+    if (c->pending > sh->srv->cfg.max_pending && !c->over_since_ns)
+        c->over_since_ns = sh->now_ns;
     shard_push_dirty(sh, c);
     return true;
 }
@@ -413,9 +415,9 @@ void conn_on_send(struct conn *c, int res)
         return;
     }
     stat_add(&sh->stats.bytes_out, (uint64_t)res);
-    if (res > 0)
-        c->progress_ns = sh->now_ns;
     queue_pop_sent(c, (size_t)res);
+    if (c->pending <= sh->srv->cfg.max_pending)
+        c->over_since_ns = 0;
     if (c->flags & CONN_F_CLOSING)
         return;
     if (c->qhead != c->qtail) {
@@ -489,6 +491,19 @@ void conn_slow_close(struct conn *c)
 }
 
 /* See conn.h. */
+void conn_stop_reading(struct conn *c)
+{
+    struct io_uring_sqe *sqe;
+    c->flags |= CONN_F_NOREAD;
+    c->flags &= ~CONN_F_REARM;
+    if (c->flags & CONN_F_RECV) {
+        sqe = shard_sqe(c->sh);
+        io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+}
+
+/* See conn.h. */
 void conn_drain(struct conn *c, unsigned timeout_ms)
 {
     struct shard *sh = c->sh;
@@ -499,7 +514,7 @@ void conn_drain(struct conn *c, unsigned timeout_ms)
     c->flags &= ~CONN_F_REARM;
     c->deadline_ns = sh->now_ns + (uint64_t)timeout_ms * 1000000ull;
     conn_subs_clear(c);
-    if (c->flags & CONN_F_RECV) {
+    if ((c->flags & CONN_F_RECV) && !(c->flags & CONN_F_NOREAD)) {
         sqe = shard_sqe(sh);
         io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
         io_uring_sqe_set_data64(sqe, UD_IGNORE);

@@ -10,9 +10,6 @@
 #include "shard.h"
 #include "ringmq.pb-c.h"
 
-#define CONN_SLOW_GRACE_NS (250 * 1000000ull)
-#define CONN_SLOW_HARD 8
-
 /* Would queuing more bytes make c a slow consumer? See conn.c. */
 bool conn_is_slow(const struct conn *c, uint64_t more);
 
@@ -53,6 +50,9 @@ void conn_slow_close(struct conn *c);
 
 /* Remove one subscription (trie, map) and free it. */
 void conn_sub_remove(struct conn *c, struct sub *s);
+
+/* Stop reading (shutdown); subscriptions and output go on. */
+void conn_stop_reading(struct conn *c);
 
 /* Stop reading, close once everything queued is sent (or the deadline). */
 void conn_drain(struct conn *c, unsigned timeout_ms);

@@ -220,7 +220,7 @@ static bool group_chosen(const struct route_filter *f, uint64_t ghash)
     return false;
 }
 
-static void route_visit(void *p, void *arg)
+static enum trie_visit_rc route_visit(void *p, void *arg)
 {
     struct sub *s = p;
     struct route_ctx *r = arg;
@@ -228,10 +228,12 @@ static void route_visit(void *p, void *arg)
     uint8_t pre[CODEC_MSG_PREFIX_MAX];
     size_t pl;
 
-    if ((c->flags & (CONN_F_SLOW | CONN_F_DRAINING | CONN_F_CLOSING)) || s->remaining == SUB_DONE)
-        return;
+    /* Another shard was chosen for this group: leave its turn alone. */
     if (s->qlen ? !(r->f->all_groups || group_chosen(r->f, s->ghash)) : !r->f->plain)
-        return;
+        return TRIE_SKIP_GROUP;
+    /* This member cannot take it: a group offers the next member. */
+    if ((c->flags & (CONN_F_SLOW | CONN_F_DRAINING | CONN_F_CLOSING)) || s->remaining == SUB_DONE)
+        return TRIE_NEXT_MEMBER;
     if (!r->body) {
         r->body = msgbuf_new(&r->sh->pool, (uint32_t)r->body_len);
         r->own_body = true;
@@ -239,12 +241,13 @@ static void route_visit(void *p, void *arg)
     }
     pl = codec_msg_prefix(pre, s->sid, r->body_len);
     if (!conn_enqueue(c, pre, pl, r->body, false))
-        return;
+        return TRIE_NEXT_MEMBER;
     r->delivered++;
     if (s->remaining && --s->remaining == 0) {
         s->remaining = SUB_DONE;
         shard_push_unsub(r->sh, s);
     }
+    return TRIE_TAKEN;
 }
 
 /* See dispatch.h. */

@@ -205,7 +205,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        if (cqe->res > 0 && !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING)))
+        if (cqe->res > 0 && !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_NOREAD)))
             conn_on_data(c, sh->bufs + (size_t)bid * sh->buf_size, (size_t)cqe->res);
         shard_buf_return(sh, bid);
     }
@@ -266,19 +266,61 @@ static void free_dead(struct shard *sh)
     sh->ndead = 0;
 }
 
+/*
+ * Shutdown runs in phases so that nothing a publisher saw acknowledged is
+ * lost, even when it still has to cross shards:
+ *   STOP_READ:    stop accepting, cancel every recv; subscriptions stay.
+ *   STOP_FLUSHED: everything routed so far is in the peers' rings (the
+ *                 stage is empty); counted in server.quiesced.
+ *   STOP_DRAIN:   every shard is flushed; after one more drain of our
+ *                 inbound rings nothing more can arrive, so every
+ *                 connection drains (sends what is queued) and closes.
+ * The shutdown deadline cuts any phase short.
+ */
 static void begin_stop(struct shard *sh)
 {
     struct io_uring_sqe *sqe;
-    sh->stopping = true;
+    sh->stopping = STOP_READ;
     sh->stop_deadline_ns = sh->now_ns + (uint64_t)sh->srv->cfg.shutdown_ms * 1000000ull;
     if (sh->accept_armed) {
         sqe = shard_sqe(sh);
         io_uring_prep_cancel64(sqe, ud_make(sh, UD_ACCEPT), 0);
         io_uring_sqe_set_data64(sqe, UD_IGNORE);
     }
-    for (struct conn *c = sh->conns, *next; c; c = next) {
-        next = c->next;
-        conn_drain(c, sh->srv->cfg.shutdown_ms);
+    for (struct conn *c = sh->conns; c; c = c->next)
+        conn_stop_reading(c);
+}
+
+/* Advance the shutdown phases; called once per loop iteration after the
+ * stage was flushed. */
+static void stop_step(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    bool staged = false;
+    for (unsigned d = 0; d < srv->nshards; d++)
+        staged |= sh->stage[d].n != 0;
+    switch (sh->stopping) {
+    case STOP_READ:
+        if (!staged) {
+            atomic_fetch_add(&srv->quiesced, 1);
+            sh->stopping = STOP_FLUSHED;
+        }
+        break;
+    case STOP_FLUSHED:
+        if (atomic_load(&srv->quiesced) == srv->nshards)
+            sh->stopping = STOP_LAST_DRAIN;
+        break;
+    case STOP_LAST_DRAIN:
+        /* The drain at the top of this iteration ran after every peer had
+         * flushed: our rings hold nothing more for our subscribers. */
+        sh->stopping = STOP_DRAIN;
+        for (struct conn *c = sh->conns, *next; c; c = next) {
+            next = c->next;
+            conn_drain(c, srv->cfg.shutdown_ms);
+        }
+        break;
+    default:
+        break;
     }
 }
 
@@ -375,6 +417,8 @@ static void enter(struct shard *sh)
 {
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)TICK_NS};
     struct io_uring_cqe *cqe;
+    if (sh->stopping && sh->stopping < STOP_DRAIN)
+        ts.tv_nsec = 1000000; /* shutdown phases advance once per iteration */
     if (sh->srv->nshards > 1) {
         atomic_store(&sh->sleeping, 1);
         /* Pairs with the fence in xshard_flush: either the producer sees
@@ -436,8 +480,16 @@ void *shard_run(void *arg)
             sh->br_pending = 0;
         }
         free_dead(sh); /* after flush_dirty: the dirty list may name them */
-        if (sh->stopping && (!sh->conns || sh->now_ns >= sh->stop_deadline_ns))
-            break;
+        if (sh->stopping) {
+            stop_step(sh);
+            if (sh->now_ns >= sh->stop_deadline_ns)
+                break;
+            /* Done when every conn is gone and the cancelled accept has
+             * completed: until then the kernel holds the listening socket,
+             * and a restart on the same port would find it in use. */
+            if (sh->stopping == STOP_DRAIN && !sh->conns && !sh->accept_armed)
+                break;
+        }
         enter(sh);
         sh->now_ns = now_ns();
         io_uring_for_each_cqe(&sh->ring, head, cqe)

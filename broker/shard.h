@@ -100,6 +100,7 @@ enum conn_flags {
     CONN_F_REARM = 1 << 7,       /* recv must be re-armed (ENOBUFS or ended) */
     CONN_F_EOF = 1 << 8,         /* peer closed its side */
     CONN_F_RELEASED = 1 << 9,    /* on the dead list; freed after this iteration */
+    CONN_F_NOREAD = 1 << 10,     /* shutdown: recv cancelled, output goes on */
 };
 
 struct conn {
@@ -109,7 +110,7 @@ struct conn {
     uint32_t inflight; /* SQEs naming this conn that have not completed */
     uint64_t id;
     uint64_t deadline_ns; /* handshake or drain deadline, 0 = none */
-    uint64_t progress_ns; /* last time output moved (or the queue was empty) */
+    uint64_t over_since_ns; /* since when pending > max_pending, 0 = not over */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];
@@ -152,7 +153,7 @@ struct shard {
     struct io_uring ring;
     int listen_fd;
     bool accept_armed;
-    bool stopping;
+    enum { STOP_NO = 0, STOP_READ, STOP_FLUSHED, STOP_LAST_DRAIN, STOP_DRAIN } stopping;
     uint64_t stop_deadline_ns;
     uint64_t now_ns;
 
@@ -205,6 +206,7 @@ struct server {
     _Atomic bool stop;
     _Atomic uint64_t next_client_id;
     struct xring *xr; /* [src * nshards + dst] */
+    _Atomic unsigned quiesced; /* shards whose stop has flushed their stage */
     pthread_barrier_t barrier; /* all rings ready / all loops stopped */
 };
 

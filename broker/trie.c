@@ -767,20 +767,36 @@ static size_t trie_subject_split(const char *subj, size_t slen, struct trie_tok 
     return ntok + 1;
 }
 
-/* Deliver the pattern ending at n: all plain subs, one member per group. */
+/* Deliver the pattern ending at n: all plain subs, one member per group.
+ * Returns the number of fn calls. */
 static size_t trie_deliver(struct trie_node *n, trie_visit_fn fn, void *arg)
 {
-    size_t calls = n->nsubs + n->ngroups;
+    size_t calls = n->nsubs;
     size_t i;
 
     for (i = 0; i < n->nsubs; i++)
         fn(n->subs[i], arg);
     for (i = 0; i < n->ngroups; i++) {
         struct trie_group *g = n->groups[i];
+        size_t tries;
 
-        fn(g->members[g->cursor], arg);
-        if (++g->cursor == g->nmembers)
-            g->cursor = 0;
+        /* Offer members from the cursor on until one takes the message;
+         * the cursor moves past the taker, so turns stay fair. */
+        for (tries = 0; tries < g->nmembers; tries++) {
+            size_t at = g->cursor + tries;
+            enum trie_visit_rc rc;
+
+            if (at >= g->nmembers)
+                at -= g->nmembers;
+            rc = fn(g->members[at], arg);
+            calls++;
+            if (rc == TRIE_SKIP_GROUP)
+                break;
+            if (rc == TRIE_TAKEN) {
+                g->cursor = at + 1 == g->nmembers ? 0 : at + 1;
+                break;
+            }
+        }
     }
     return calls;
 }

@@ -15,8 +15,16 @@
 
 struct trie;
 
+/*
+ * What a visitor says about the queue-group member it was offered (ignored
+ * for plain subscriptions): the member took the message; this member cannot
+ * take it, offer the next one; or this group is not ours to serve, skip it
+ * without moving its round-robin cursor.
+ */
+enum trie_visit_rc { TRIE_TAKEN = 0, TRIE_NEXT_MEMBER = 1, TRIE_SKIP_GROUP = 2 };
+
 /* Called by trie_match() for each delivery; must not modify the trie. */
-typedef void (*trie_visit_fn)(void *sub, void *arg);
+typedef enum trie_visit_rc (*trie_visit_fn)(void *sub, void *arg);
 
 /* New empty trie, or NULL on OOM. */
 struct trie *trie_new(void);
@@ -41,7 +49,8 @@ int trie_remove(struct trie *t, const char *pat, size_t plen, const char *queue,
 
 /*
  * Call fn for every matching plain sub and for one member (round-robin) of
- * every matching queue group. Returns the number of calls. No allocation.
+ * every matching queue group; see enum trie_visit_rc for how fn steers the
+ * group choice. Returns the number of calls. No allocation.
  */
 size_t trie_match(struct trie *t, const char *subj, size_t slen, trie_visit_fn fn, void *arg);
 

@@ -312,7 +312,7 @@ struct route_scan {
     bool overflow;
 };
 
-static void scan_visit(void *p, void *arg)
+static enum trie_visit_rc scan_visit(void *p, void *arg)
 {
     struct rint *ri = p;
     struct route_scan *rs = arg;
@@ -327,6 +327,7 @@ static void scan_visit(void *p, void *arg)
         t->g[t->ng++] = ri->ghash;
     else
         rs->overflow = true;
+    return TRIE_TAKEN;
 }
 
 /* See xshard.h. */

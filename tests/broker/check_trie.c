@@ -173,7 +173,7 @@ static void *sub_of(size_t id)
     return &sub_pool[id];
 }
 
-static void rec_visit(void *sub, void *arg)
+static enum trie_visit_rc rec_visit(void *sub, void *arg)
 {
     struct rec *r = arg;
     size_t id = (size_t)((char *)sub - sub_pool);
@@ -181,7 +181,65 @@ static void rec_visit(void *sub, void *arg)
     FAST_ASSERT(id < NSUBS, "visited a pointer that is not a test sub");
     r->cnt[id]++;
     r->calls++;
+    return TRIE_TAKEN;
 }
+
+/* Visitor for the steering tests: refuses sub `refuse` with rc_refuse. */
+struct steer {
+    void *refuse;
+    enum trie_visit_rc rc_refuse;
+    size_t taken[4];
+    void *base;
+};
+
+static enum trie_visit_rc steer_visit(void *sub, void *arg)
+{
+    struct steer *st = arg;
+    if (sub == st->refuse)
+        return st->rc_refuse;
+    st->taken[(size_t)((char *)sub - (char *)st->base)]++;
+    return TRIE_TAKEN;
+}
+
+/* A member that cannot take a message is passed over, and the others keep
+ * their turns; a group that is skipped keeps its cursor where it was. */
+START_TEST(test_trie_group_steering)
+{
+    char base[4];
+    struct trie *t = trie_new();
+    struct steer st = {.base = base};
+    ck_assert_ptr_nonnull(t);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_ge(trie_insert(t, "q.x", 3, "g", 1, &base[i]), 0);
+    st.refuse = &base[1];
+    st.rc_refuse = TRIE_NEXT_MEMBER;
+    for (int i = 0; i < 300; i++)
+        trie_match(t, "q.x", 3, steer_visit, &st);
+    ck_assert_uint_eq(st.taken[1], 0);
+    ck_assert_uint_eq(st.taken[0] + st.taken[2], 300);
+    ck_assert_uint_ge(st.taken[0], 100);
+    ck_assert_uint_ge(st.taken[2], 100);
+    /* Skipping the group must not move its cursor: the next real delivery
+     * goes to the member whose turn it was. */
+    memset(st.taken, 0, sizeof(st.taken));
+    st.refuse = NULL;
+    trie_match(t, "q.x", 3, steer_visit, &st); /* member k takes it */
+    for (int k = 0; k < 3; k++) {
+        if (st.taken[k]) {
+            struct steer skip = {.base = base, .rc_refuse = TRIE_SKIP_GROUP};
+            skip.refuse = &base[(k + 1) % 3];
+            for (int i = 0; i < 5; i++)
+                trie_match(t, "q.x", 3, steer_visit, &skip);
+            ck_assert_uint_eq(skip.taken[0] + skip.taken[1] + skip.taken[2], 0);
+            memset(st.taken, 0, sizeof(st.taken));
+            trie_match(t, "q.x", 3, steer_visit, &st);
+            ck_assert_uint_eq(st.taken[(k + 1) % 3], 1);
+            break;
+        }
+    }
+    trie_free(t);
+}
+END_TEST
 
 /* Match subj; g_rec holds the calls. Returns trie_match()'s result, checked against g_rec. */
 static size_t match(struct trie *t, const char *subj)
@@ -1243,6 +1301,7 @@ static Suite *trie_suite(void)
     tcase_add_test(tc, test_trie_match_rejects_wildcard_subject);
     tcase_add_test(tc, test_trie_queue_even_split);
     tcase_add_test(tc, test_trie_queue_same_name_different_patterns);
+    tcase_add_test(tc, test_trie_group_steering);
     tcase_add_test(tc, test_trie_remove_returns_counts);
     tcase_add_test(tc, test_trie_remove_prunes);
     tcase_add_test(tc, test_trie_match_no_alloc);

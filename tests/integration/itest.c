@@ -1,0 +1,799 @@
+/*
+ * itest.c - see itest.h.
+ */
+#include "itest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RINGMQD_PATH
+#define RINGMQD_PATH "ringmqd"
+#endif
+
+struct tbroker *it_cur_broker;
+static uint64_t g_seed;
+
+/* Large enough for a MESSAGE frame with a 1 MiB payload. */
+#define RAW_BUF (2u << 20)
+static uint8_t raw_buf[RAW_BUF];
+
+/* See itest.h. */
+void it_dump_log(void)
+{
+    if (it_cur_broker)
+        tbroker_dump_log(it_cur_broker);
+}
+
+/* See itest.h. */
+uint64_t it_seed(void)
+{
+    return g_seed;
+}
+
+/* See itest.h. */
+uint64_t it_rand(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 2685821657736338717ull;
+}
+
+static int uring_probe(void)
+{
+    struct io_uring_params p;
+    long fd;
+    memset(&p, 0, sizeof(p));
+    fd = syscall(__NR_io_uring_setup, 4, &p);
+    if (fd < 0)
+        return -errno;
+    close((int)fd);
+    return 0;
+}
+
+/* See itest.h. */
+int it_main(const char *prog, Suite *(*make_suite)(void))
+{
+    const char *env = getenv("RMQ_TEST_SEED");
+    SRunner *sr;
+    int failed, rc;
+
+    g_seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    printf("%s: RMQ_TEST_SEED=%" PRIu64 "\n", prog, g_seed);
+    fflush(stdout); /* before fork(), or the children print it again */
+    signal(SIGPIPE, SIG_IGN);
+    rc = uring_probe();
+    if (rc == -ENOSYS || rc == -EPERM) {
+        printf("%s: io_uring not available (%s); skipping\n", prog, strerror(-rc));
+        return 77;
+    }
+    sr = srunner_create(make_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* ---- Broker ---- */
+
+/* extra plus "--shards $RMQ_TEST_SHARDS" when that is set (and extra has none). */
+static const char *const *with_shards(const char *const *extra)
+{
+    static const char *args[40];
+    const char *env = getenv("RMQ_TEST_SHARDS");
+    int n = 0;
+    bool has = false;
+    for (int i = 0; extra && extra[i] && n < 36; i++) {
+        has = has || strcmp(extra[i], "--shards") == 0;
+        args[n++] = extra[i];
+    }
+    if (env && *env && !has) {
+        args[n++] = "--shards";
+        args[n++] = env;
+    }
+    args[n] = NULL;
+    return args;
+}
+
+/* See itest.h. */
+void it_broker_start(struct tbroker *b, const char *const *extra)
+{
+    int rc = tbroker_start(b, 0, with_shards(extra));
+    ck_assert_msg(rc == 0, "ringmqd did not start (log above)");
+    it_cur_broker = b;
+}
+
+/* See itest.h. */
+int it_broker_restart(struct tbroker *b, const char *const *extra)
+{
+    return tbroker_restart(b, with_shards(extra));
+}
+
+/* See itest.h. */
+void it_broker_cleanup(const struct tbroker *b)
+{
+    char path[600];
+    struct dirent *e;
+    DIR *d;
+    if (strncmp(b->dir, "/tmp/ringmq-test-", 17) != 0 || !(d = opendir(b->dir)))
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", b->dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(b->dir);
+}
+
+/* See itest.h. */
+void it_broker_stop_ok(struct tbroker *b, int timeout_ms)
+{
+    int st = tbroker_stop(b, SIGTERM, timeout_ms);
+    IT_CHECK(st == 0, "ringmqd exit status after SIGTERM: %d (want 0; -1 = timeout)", st);
+    /* Kept when the test fails before this point, for the log. */
+    it_broker_cleanup(b);
+    if (it_cur_broker == b)
+        it_cur_broker = NULL;
+}
+
+/* See itest.h. */
+bool it_broker_alive(struct tbroker *b)
+{
+    int st;
+    if (b->pid <= 0)
+        return false;
+    if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
+        b->pid = 0;
+        return false;
+    }
+    return kill(b->pid, 0) == 0;
+}
+
+/* See itest.h. */
+int it_broker_wait_exit(struct tbroker *b, int timeout_ms)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    int st;
+    if (b->pid <= 0)
+        return -1;
+    for (;;) {
+        pid_t r = waitpid(b->pid, &st, WNOHANG);
+        if (r == b->pid) {
+            b->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(2000);
+    }
+}
+
+/* See itest.h. */
+int it_exec_ringmqd(const char *const *args, const char *log_path, int timeout_ms,
+                    bool *still_running)
+{
+    const char *argv[32];
+    int n = 0, st;
+    uint64_t end;
+    pid_t pid;
+
+    argv[n++] = RINGMQD_PATH;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    *still_running = false;
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    end = test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (test_now_ms() >= end)
+            break;
+        usleep(5000);
+    }
+    *still_running = true;
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+/* See itest.h. */
+void it_raise_nofile(unsigned want)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert_msg(rl.rlim_cur >= want, "RLIMIT_NOFILE is %llu, this test needs %u",
+                  (unsigned long long)rl.rlim_cur, want);
+}
+
+/* ---- Clients ---- */
+
+/* See itest.h. */
+void it_rec_init(struct it_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+}
+
+static void rec_event_cb(rmq_client *c, int event, int err, void *arg)
+{
+    struct it_rec *r = arg;
+    (void)c;
+    pthread_mutex_lock(&r->mu);
+    if (r->nev < IT_MAX_EVENTS) {
+        r->ev[r->nev] = event;
+        r->ev_err[r->nev] = err;
+        r->nev++;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void rec_error_cb(rmq_client *c, rmq_sub *sub, int err, const char *text, void *arg)
+{
+    struct it_rec *r = arg;
+    (void)c;
+    (void)sub;
+    pthread_mutex_lock(&r->mu);
+    if (r->nerr < IT_MAX_EVENTS)
+        r->err[r->nerr++] = err;
+    snprintf(r->last_text, sizeof(r->last_text), "%s", text ? text : "(null)");
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* See itest.h. */
+int it_rec_count(struct it_rec *r, int ev)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->nev; i++)
+        n += r->ev[i] == ev;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* See itest.h. */
+int it_rec_errs(struct it_rec *r, int err)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->nerr; i++)
+        n += r->err[i] == err;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* See itest.h. */
+int it_rec_wait(struct it_rec *r, int ev, int n, int timeout_ms)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    while (it_rec_count(r, ev) < n) {
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* See itest.h. */
+rmq_opts *it_opts(const char *addr, const char *name, struct it_rec *rec, int reconnect_attempts)
+{
+    rmq_opts *o = NULL;
+    ck_assert_int_eq(rmq_opts_new(&o), 0);
+    ck_assert_int_eq(rmq_opts_set_servers(o, addr), 0);
+    ck_assert_int_eq(rmq_opts_set_name(o, name), 0);
+    ck_assert_int_eq(rmq_opts_set_connect_timeout(o, 2000), 0);
+    ck_assert_int_eq(rmq_opts_set_reconnect_wait(o, 50, 200), 0);
+    ck_assert_int_eq(rmq_opts_set_max_reconnect(o, reconnect_attempts), 0);
+    if (rec) {
+        ck_assert_int_eq(rmq_opts_set_event_cb(o, rec_event_cb, rec), 0);
+        ck_assert_int_eq(rmq_opts_set_error_cb(o, rec_error_cb, rec), 0);
+    }
+    return o;
+}
+
+/* See itest.h. */
+rmq_client *it_client(const char *addr, const char *name, struct it_rec *rec)
+{
+    rmq_opts *o = it_opts(addr, name, rec, 0);
+    rmq_client *c = NULL;
+    int rc = rmq_connect(o, &c);
+    rmq_opts_free(o);
+    IT_CHECK(rc == 0 && c, "rmq_connect(%s) as %s: %s", addr, name, rmq_strerror(rc));
+    return c;
+}
+
+/* See itest.h. */
+void it_close(rmq_client *c)
+{
+    int rc = rmq_close(c);
+    IT_CHECK(rc == 0, "rmq_close: %s", rmq_strerror(rc));
+}
+
+/* See itest.h. */
+int it_stats_get(rmq_client *c, const char *key, uint64_t *out)
+{
+    char json[4096], pat[80];
+    rmq_msg *m = NULL;
+    size_t n;
+    const char *p;
+    char *end;
+    int rc = rmq_request(c, "$SYS.REQ.STATS", NULL, 0, 3000, &m);
+    if (rc)
+        return rc;
+    n = rmq_msg_len(m) < sizeof(json) - 1 ? rmq_msg_len(m) : sizeof(json) - 1;
+    memcpy(json, rmq_msg_data(m), n);
+    json[n] = '\0';
+    rmq_msg_free(m);
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(json, pat);
+    if (!p)
+        return -ENOENT;
+    errno = 0;
+    *out = strtoull(p + strlen(pat), &end, 10);
+    if (errno || end == p + strlen(pat))
+        return -ENOENT;
+    return 0;
+}
+
+/* See itest.h. */
+uint64_t it_stat(rmq_client *c, const char *key)
+{
+    uint64_t v = 0;
+    int rc = it_stats_get(c, key, &v);
+    IT_CHECK(rc == 0, "stats '%s': %s", key, rmq_strerror(rc));
+    return v;
+}
+
+/* See itest.h. */
+int it_stat_wait(rmq_client *c, const char *key, uint64_t want, int timeout_ms, uint64_t *last)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        *last = it_stat(c, key);
+        if (*last == want)
+            return 0;
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(10000);
+    }
+}
+
+/* See itest.h. */
+int it_wait_atomic(_Atomic uint64_t *v, uint64_t want, int timeout_ms)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    while (atomic_load(v) < want) {
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* ---- Payloads ---- */
+
+static uint8_t pattern_byte(uint64_t seq, size_t i)
+{
+    return (uint8_t)(seq * 131u + i * 7u + (i >> 8));
+}
+
+/* See itest.h. */
+void it_payload_fill(uint8_t *buf, size_t len, uint64_t seq)
+{
+    for (int i = 0; i < 8 && (size_t)i < len; i++)
+        buf[i] = (uint8_t)(seq >> (56 - 8 * i));
+    for (size_t i = 8; i < len; i++)
+        buf[i] = pattern_byte(seq, i);
+}
+
+/* See itest.h. */
+int64_t it_payload_seq(const uint8_t *buf, size_t len)
+{
+    uint64_t seq = 0;
+    if (len < 8)
+        return -1;
+    for (int i = 0; i < 8; i++)
+        seq = seq << 8 | buf[i];
+    for (size_t i = 8; i < len; i++)
+        if (buf[i] != pattern_byte(seq, i))
+            return -1;
+    return (int64_t)(seq & INT64_MAX);
+}
+
+/* See itest.h. */
+void it_seq_init(struct it_seq *s, uint64_t n)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    s->n = n;
+    s->seen = calloc(n ? n : 1, 1);
+    ck_assert_ptr_nonnull(s->seen);
+    s->ooo_want = s->ooo_got = -1;
+}
+
+/* See itest.h. */
+void it_seq_free(struct it_seq *s)
+{
+    free(s->seen);
+    s->seen = NULL;
+}
+
+/* See itest.h. */
+void it_seq_note(struct it_seq *s, const void *data, size_t len)
+{
+    int64_t seq = it_payload_seq(data, len);
+    pthread_mutex_lock(&s->mu);
+    if (seq < 0 || (uint64_t)seq >= s->n) {
+        s->bad++;
+    } else {
+        if (s->seen[seq])
+            s->dups++;
+        else
+            s->count++;
+        s->seen[seq] = 1;
+        if ((uint64_t)seq != s->next) {
+            if (!s->ooo) {
+                s->ooo_want = (int64_t)s->next;
+                s->ooo_got = seq;
+            }
+            s->ooo++;
+        }
+        s->next = (uint64_t)seq + 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* See itest.h. */
+void it_seq_cb(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
+{
+    (void)c;
+    (void)sub;
+    it_seq_note(arg, rmq_msg_data(m), rmq_msg_len(m));
+}
+
+/* See itest.h. */
+int64_t it_seq_first_missing(struct it_seq *s, uint64_t upto)
+{
+    int64_t r = -1;
+    pthread_mutex_lock(&s->mu);
+    for (uint64_t i = 0; i < upto && i < s->n; i++) {
+        if (!s->seen[i]) {
+            r = (int64_t)i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* See itest.h. */
+void it_seq_expect(struct it_seq *s, uint64_t want, bool ordered, int timeout_ms, const char *what)
+{
+    int rc = it_wait_atomic(&s->count, want, timeout_ms);
+    uint64_t got = atomic_load(&s->count);
+    IT_CHECK(rc == 0,
+             "%s: got %" PRIu64 " of %" PRIu64 " messages in %d ms (first missing %" PRId64
+             ", dups %" PRIu64 ", bad %" PRIu64 ")",
+             what, got, want, timeout_ms, it_seq_first_missing(s, want),
+             (uint64_t)atomic_load(&s->dups), (uint64_t)atomic_load(&s->bad));
+    IT_CHECK(got == want, "%s: %" PRIu64 " distinct messages, want %" PRIu64, what, got, want);
+    IT_CHECK(atomic_load(&s->dups) == 0, "%s: %" PRIu64 " duplicates", what,
+             (uint64_t)atomic_load(&s->dups));
+    IT_CHECK(atomic_load(&s->bad) == 0, "%s: %" PRIu64 " corrupt or out-of-range payloads", what,
+             (uint64_t)atomic_load(&s->bad));
+    if (ordered)
+        IT_CHECK(atomic_load(&s->ooo) == 0,
+                 "%s: %" PRIu64 " out-of-order messages, first: wanted %" PRId64 " got %" PRId64,
+                 what, (uint64_t)atomic_load(&s->ooo), s->ooo_want, s->ooo_got);
+}
+
+/* ---- Load ---- */
+
+/* See itest.h. */
+void it_load_start(struct it_load *l, const char *addr, uint64_t total)
+{
+    int rc;
+    memset(l, 0, sizeof(*l));
+    it_seq_init(&l->seq, total);
+    snprintf(l->subj, sizeof(l->subj), "load.%u", (unsigned)getpid());
+    l->c = it_client(addr, "load", NULL);
+    rc = rmq_subscribe(l->c, l->subj, NULL, it_seq_cb, &l->seq, &l->sub);
+    IT_CHECK(rc == 0, "load subscribe: %s", rmq_strerror(rc));
+    rc = rmq_flush(l->c, 5000);
+    IT_CHECK(rc == 0, "load flush: %s", rmq_strerror(rc));
+}
+
+static void load_pub_range(struct it_load *l, uint64_t from, uint64_t count, int pace_us,
+                           int *first_err)
+{
+    uint8_t buf[64];
+    for (uint64_t i = from; i < from + count; i++) {
+        int rc;
+        it_payload_fill(buf, sizeof(buf), i);
+        rc = rmq_publish(l->c, l->subj, buf, sizeof(buf));
+        if (rc && !*first_err)
+            *first_err = rc;
+        if (pace_us && (i - from) % 10 == 9)
+            usleep((useconds_t)pace_us);
+    }
+}
+
+static void *load_thread(void *arg)
+{
+    struct it_load *l = arg;
+    int err = 0;
+    load_pub_range(l, l->from, l->count, l->pace_us, &err);
+    atomic_store(&l->pub_err, err);
+    return NULL;
+}
+
+/* See itest.h. */
+void it_load_async(struct it_load *l, uint64_t from, uint64_t count, int pace_us)
+{
+    l->from = from;
+    l->count = count;
+    l->pace_us = pace_us;
+    ck_assert_int_eq(pthread_create(&l->th, NULL, load_thread, l), 0);
+    l->running = true;
+}
+
+/* See itest.h. */
+void it_load_join(struct it_load *l)
+{
+    int err;
+    if (!l->running)
+        return;
+    pthread_join(l->th, NULL);
+    l->running = false;
+    err = atomic_load(&l->pub_err);
+    IT_CHECK(err == 0, "load publisher: %s", rmq_strerror(err));
+}
+
+/* See itest.h. */
+void it_load_publish(struct it_load *l, uint64_t from, uint64_t count)
+{
+    int err = 0;
+    load_pub_range(l, from, count, 0, &err);
+    IT_CHECK(err == 0, "load publish: %s", rmq_strerror(err));
+}
+
+/* See itest.h. */
+void it_load_expect(struct it_load *l, uint64_t want, int timeout_ms)
+{
+    int rc = rmq_flush(l->c, timeout_ms);
+    IT_CHECK(rc == 0, "load flush: %s", rmq_strerror(rc));
+    it_seq_expect(&l->seq, want, true, timeout_ms, "load client");
+}
+
+/* See itest.h. */
+void it_load_stop(struct it_load *l)
+{
+    it_load_join(l);
+    it_close(l->c);
+    it_seq_free(&l->seq);
+}
+
+/* ---- Raw protocol ---- */
+
+/* See itest.h. */
+int it_raw_open(uint16_t port)
+{
+    int fd = raw_connect(port);
+    IT_CHECK(fd >= 0, "raw connect to port %u failed", port);
+    IT_CHECK(raw_handshake(fd) == 0, "raw handshake failed");
+    return fd;
+}
+
+/* See itest.h. */
+int it_raw_frame(int fd, const void *body, size_t len)
+{
+    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    if (raw_send(fd, hdr, 4))
+        return -1;
+    return len ? raw_send(fd, body, len) : 0;
+}
+
+/* See itest.h. */
+int it_raw_send_frame(int fd, const Ringmq__Frame *f)
+{
+    size_t n = codec_frame_size(f);
+    uint8_t *buf = malloc(n);
+    int rc = -1;
+    if (buf && codec_frame_write(f, buf, n) == (ssize_t)n)
+        rc = raw_send(fd, buf, n);
+    free(buf);
+    return rc;
+}
+
+/* See itest.h. */
+int it_raw_sub(int fd, uint64_t sid, const char *pattern, const char *queue)
+{
+    Ringmq__Frame f = RINGMQ__FRAME__INIT;
+    Ringmq__Subscribe s = RINGMQ__SUBSCRIBE__INIT;
+    s.sid = sid;
+    s.pattern = (char *)pattern;
+    s.queue = (char *)queue;
+    f.kind_case = RINGMQ__FRAME__KIND_SUB;
+    f.sub = &s;
+    return it_raw_send_frame(fd, &f);
+}
+
+/* See itest.h. */
+int it_raw_unsub(int fd, uint64_t sid, uint64_t max)
+{
+    Ringmq__Frame f = RINGMQ__FRAME__INIT;
+    Ringmq__Unsubscribe u = RINGMQ__UNSUBSCRIBE__INIT;
+    u.sid = sid;
+    u.has_max = max != 0;
+    u.max = max;
+    f.kind_case = RINGMQ__FRAME__KIND_UNSUB;
+    f.unsub = &u;
+    return it_raw_send_frame(fd, &f);
+}
+
+/* See itest.h. */
+int it_raw_pub(int fd, const char *subj, const char *reply, const void *data, size_t len)
+{
+    size_t slen = strlen(subj), rlen = reply ? strlen(reply) : 0;
+    size_t n = codec_pub_size(subj, slen, reply, rlen, NULL, 0, len);
+    uint8_t *buf = malloc(n);
+    int rc;
+    if (!buf)
+        return -1;
+    codec_pub_write(buf, subj, slen, reply, rlen, NULL, 0, data ? data : "", len);
+    rc = raw_send(fd, buf, n);
+    free(buf);
+    return rc;
+}
+
+/* See itest.h. */
+int it_raw_ping(int fd, uint64_t token)
+{
+    uint8_t buf[32];
+    ssize_t n = codec_ping_write(buf, sizeof(buf), CODEC_K_PING, token);
+    return n > 0 ? raw_send(fd, buf, (size_t)n) : -1;
+}
+
+/* See itest.h. */
+int it_decode_error(const uint8_t *body, size_t len, int *code, int *fatal, uint64_t *sid,
+                    char *text, size_t tlen)
+{
+    struct codec_span sp;
+    Ringmq__Error *e;
+    if (codec_peek(body, len, &sp) != CODEC_K_ERR)
+        return -1;
+    e = ringmq__error__unpack(NULL, sp.len, sp.p);
+    if (!e)
+        return -1;
+    *code = (int)e->code;
+    *fatal = e->has_fatal && e->fatal;
+    *sid = e->has_sid ? e->sid : 0;
+    if (text && tlen)
+        snprintf(text, tlen, "%s", e->text ? e->text : "");
+    ringmq__error__free_unpacked(e, NULL);
+    return 0;
+}
+
+/* Account one frame in seen; returns the PONG token for PONG frames, else -1. */
+static int64_t seen_add(struct it_raw_seen *seen, int kind, const uint8_t *body, size_t len,
+                        int64_t want)
+{
+    struct codec_span sp;
+    if (kind == CODEC_K_PONG) {
+        Ringmq__Pong *p;
+        int64_t tok = -1;
+        codec_peek(body, len, &sp);
+        p = ringmq__pong__unpack(NULL, sp.len, sp.p);
+        if (p) {
+            tok = p->has_token ? (int64_t)(p->token & INT64_MAX) : 0;
+            ringmq__pong__free_unpacked(p, NULL);
+        }
+        if (seen && tok != want)
+            seen->pongs++;
+        return tok;
+    }
+    if (!seen)
+        return -1;
+    if (kind == CODEC_K_MSG) {
+        struct codec_msg m;
+        seen->msgs++;
+        codec_peek(body, len, &sp);
+        if (codec_msg_parse(sp.p, sp.len, &m) == 0) {
+            seen->last_msg_len = m.payload.len;
+            seen->last_msg_seq = it_payload_seq(m.payload.p, m.payload.len);
+        } else {
+            seen->last_msg_seq = -1;
+        }
+    } else if (kind == CODEC_K_ERR) {
+        int code = -1, fatal = 0;
+        uint64_t sid = 0;
+        char text[80] = "";
+        it_decode_error(body, len, &code, &fatal, &sid, text, sizeof(text));
+        if (seen->errs < 16) {
+            memcpy(seen->err_text[seen->errs], text, sizeof(text));
+            seen->err_code[seen->errs] = code;
+            seen->err_fatal[seen->errs] = fatal;
+            seen->err_sid[seen->errs] = sid;
+        }
+        seen->errs++;
+    } else {
+        seen->other++;
+    }
+    return -1;
+}
+
+/* See itest.h. */
+int it_raw_sync(int fd, uint64_t token, int timeout_ms, struct it_raw_seen *seen)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    if (seen)
+        memset(seen, 0, sizeof(*seen));
+    if (it_raw_ping(fd, token))
+        return -2;
+    for (;;) {
+        int64_t left = (int64_t)(end - test_now_ms());
+        size_t len = 0;
+        int k;
+        if (left <= 0)
+            return -1;
+        k = raw_read_frame(fd, raw_buf, sizeof(raw_buf), &len, (int)left);
+        if (k < 0)
+            return k;
+        if (seen_add(seen, k, raw_buf, len, (int64_t)token) == (int64_t)token)
+            return 0;
+    }
+}
+
+/* See itest.h. */
+int it_raw_read_to_eof(int fd, int timeout_ms, struct it_raw_seen *seen)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    if (seen)
+        memset(seen, 0, sizeof(*seen));
+    for (;;) {
+        int64_t left = (int64_t)(end - test_now_ms());
+        size_t len = 0;
+        int k;
+        if (left <= 0)
+            return -1;
+        k = raw_read_frame(fd, raw_buf, sizeof(raw_buf), &len, (int)left);
+        if (k == -2)
+            return 0;
+        if (k < 0)
+            return test_now_ms() >= end ? -1 : -3;
+        seen_add(seen, k, raw_buf, len, -1);
+    }
+}
