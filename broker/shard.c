@@ -381,6 +381,7 @@ static void shard_fini(struct shard *sh)
     /* Exiting the ring cancels all I/O, so what is left over after the
      * shutdown deadline can be freed afterwards. */
     io_uring_queue_exit(&sh->ring);
+    free_dead(sh);
     while (sh->conns) {
         struct conn *c = sh->conns;
         sh->conns = c->next;
