@@ -34,7 +34,7 @@
 
 static void flush_ok(rmq_client *c)
 {
-    int rc = rmq_flush(c, 5000);
+    int rc = rmq_flush(c, 20000);
     IT_CHECK(rc == 0, "rmq_flush: %s", rmq_strerror(rc));
 }
 

@@ -70,7 +70,7 @@ START_TEST(test_shards_spread_all_delivered_in_order)
             ck_assert_int_eq(rmq_subscribe(subs[i], subj, NULL, it_seq_cb, &seq[i][p], &s[i][p]),
                              0);
         }
-        ck_assert_int_eq(rmq_flush(subs[i], 5000), 0);
+        ck_assert_int_eq(rmq_flush(subs[i], 20000), 0);
     }
     for (int p = 0; p < NPUB; p++) {
         jobs[p] = (struct pubjob){.addr = b.addr, .id = p, .count = ORDER_MSGS, .size = 64};
@@ -113,7 +113,7 @@ START_TEST(test_shards_queue_group_once_across_shards)
     for (int i = 0; i < QG_MEMBERS; i++) {
         m[i] = it_client(b.addr, "member", NULL);
         ck_assert_int_eq(rmq_subscribe(m[i], "work.>", "workers", it_seq_cb, &all, &ms[i]), 0);
-        ck_assert_int_eq(rmq_flush(m[i], 5000), 0);
+        ck_assert_int_eq(rmq_flush(m[i], 20000), 0);
         atomic_init(&per[i], 0);
     }
     pub = it_client(b.addr, "pub", NULL);
@@ -180,11 +180,11 @@ static void *racer_thread(void *arg)
         snprintf(subj, sizeof(subj), "race.%d.%d", r->id, i);
         r->err = rmq_subscribe(c, subj, NULL, count_cb, &f, &s);
         if (!r->err)
-            r->err = rmq_flush(c, 5000);
+            r->err = rmq_flush(c, 20000);
         if (!r->err)
             r->err = rmq_publish(pub, subj, "x", 1);
         if (!r->err)
-            r->err = rmq_flush(pub, 5000);
+            r->err = rmq_flush(pub, 20000);
         if (!r->err && it_wait_atomic(&f.n, 1, 3000) != 0)
             r->lost_round = i;
         it_close(c);
@@ -208,7 +208,7 @@ static void *bg_thread(void *arg)
     while (!atomic_load(&g->stop) && test_now_ms() < end) {
         for (int i = 0; i < 200; i++)
             rmq_publish(c, "bg.x", buf, sizeof(buf));
-        rmq_flush(c, 5000);
+        rmq_flush(c, 20000);
     }
     it_close(c);
     return NULL;
@@ -230,7 +230,7 @@ START_TEST(test_shards_subscribe_flush_publish_race)
         bgsub[i] = it_client(b.addr, "bgsub", NULL);
         atomic_init(&bgf[i].n, 0);
         ck_assert_int_eq(rmq_subscribe(bgsub[i], "bg.x", NULL, count_cb, &bgf[i], &bs[i]), 0);
-        ck_assert_int_eq(rmq_flush(bgsub[i], 5000), 0);
+        ck_assert_int_eq(rmq_flush(bgsub[i], 20000), 0);
     }
     for (int i = 0; i < 2; i++)
         pthread_create(&bgt[i], NULL, bg_thread, &g);
@@ -288,11 +288,11 @@ START_TEST(test_shards_subscriber_vanishes_mid_fanout)
         keep[i] = it_client(b.addr, "keep", NULL);
         it_seq_init(&kseq[i], FAN_MSGS);
         ck_assert_int_eq(rmq_subscribe(keep[i], "fan.x", NULL, it_seq_cb, &kseq[i], &ks[i]), 0);
-        ck_assert_int_eq(rmq_flush(keep[i], 5000), 0);
+        ck_assert_int_eq(rmq_flush(keep[i], 20000), 0);
         gone[i].c = it_client(b.addr, "gone", NULL);
         atomic_init(&gone[i].n, 0);
         ck_assert_int_eq(rmq_subscribe(gone[i].c, "fan.x", NULL, vanish_cb, &gone[i], &s), 0);
-        ck_assert_int_eq(rmq_flush(gone[i].c, 5000), 0);
+        ck_assert_int_eq(rmq_flush(gone[i].c, 20000), 0);
     }
     pub = it_client(b.addr, "pub", NULL);
     for (uint64_t i = 0; i < FAN_MSGS; i++) {
@@ -337,19 +337,19 @@ START_TEST(test_shards_unsubscribe_removes_remote_interest)
         subs[i] = it_client(b.addr, "sub", NULL);
         atomic_init(&f[i].n, 0);
         ck_assert_int_eq(rmq_subscribe(subs[i], "int.x", NULL, count_cb, &f[i], &s[i]), 0);
-        ck_assert_int_eq(rmq_flush(subs[i], 5000), 0);
+        ck_assert_int_eq(rmq_flush(subs[i], 20000), 0);
     }
     for (int i = 0; i < 100; i++)
         ck_assert_int_eq(rmq_publish(pub, "int.x", "a", 1), 0);
-    ck_assert_int_eq(rmq_flush(pub, 5000), 0);
+    ck_assert_int_eq(rmq_flush(pub, 20000), 0);
     for (int i = 0; i < 4; i++)
         IT_CHECK(it_wait_atomic(&f[i].n, 100, 5000) == 0, "subscriber %d: %" PRIu64 " of 100",
                  i, (uint64_t)atomic_load(&f[i].n));
     /* Unsubscribe two, close two: the interest must go everywhere. */
     ck_assert_int_eq(rmq_unsubscribe(s[0]), 0);
     ck_assert_int_eq(rmq_unsubscribe(s[1]), 0);
-    ck_assert_int_eq(rmq_flush(subs[0], 5000), 0);
-    ck_assert_int_eq(rmq_flush(subs[1], 5000), 0);
+    ck_assert_int_eq(rmq_flush(subs[0], 20000), 0);
+    ck_assert_int_eq(rmq_flush(subs[1], 20000), 0);
     it_close(subs[2]);
     it_close(subs[3]);
     IT_CHECK(it_stat_wait(mon, "subscriptions", 1, 5000, &last) == 0,
@@ -357,7 +357,7 @@ START_TEST(test_shards_unsubscribe_removes_remote_interest)
     before = it_stat(mon, "xshard_deliveries");
     for (int i = 0; i < 1000; i++)
         ck_assert_int_eq(rmq_publish(pub, "int.x", "b", 1), 0);
-    ck_assert_int_eq(rmq_flush(pub, 5000), 0);
+    ck_assert_int_eq(rmq_flush(pub, 20000), 0);
     after = it_stat(mon, "xshard_deliveries");
     /* The stats requests themselves may cross shards (a handful); 1000
      * publishes with leftover interest would add up to 1000 per shard. */

@@ -71,7 +71,7 @@ static void run_slow(int pace_every, const char *shards)
     fast = it_client(b.addr, "fast", &frec);
     it_seq_init(&fq, NMSGS + 1);
     ck_assert_int_eq(rmq_subscribe(fast, "flood", NULL, it_seq_cb, &fq, &fs), 0);
-    ck_assert_int_eq(rmq_flush(fast, 5000), 0);
+    ck_assert_int_eq(rmq_flush(fast, 20000), 0);
 
     /* No small SO_RCVBUF: with a window far below the loopback MSS the
      * kernel would hand over the backlog at persist-timer pace later on. */
@@ -87,7 +87,7 @@ static void run_slow(int pace_every, const char *shards)
         if (rc)
             IT_CHECK(0, "publish %" PRIu64 ": %s", i, rmq_strerror(rc));
         if (pace_every && i % (uint64_t)pace_every == (uint64_t)pace_every - 1) {
-            rc = rmq_flush(pub, 5000);
+            rc = rmq_flush(pub, 20000);
             if (rc)
                 IT_CHECK(0, "flush after %" PRIu64 ": %s", i, rmq_strerror(rc));
             /* Lockstep: the fast consumer is at most LAG messages behind. */
@@ -129,7 +129,7 @@ static void run_slow(int pace_every, const char *shards)
     late = it_client(b.addr, "late", NULL);
     it_payload_fill(buf, sizeof(buf), NMSGS);
     ck_assert_int_eq(rmq_publish(late, "flood", buf, sizeof(buf)), 0);
-    ck_assert_int_eq(rmq_flush(late, 5000), 0);
+    ck_assert_int_eq(rmq_flush(late, 20000), 0);
     it_seq_expect(&fq, NMSGS + 1, true, 5000, "fast consumer, after");
     ck_assert_uint_eq(it_stat(late, "slow_consumers"), 1);
 
@@ -178,7 +178,7 @@ START_TEST(test_slow_fast_consumer_alone_survives_burst)
     fast = it_client(b.addr, "fast", &frec);
     it_seq_init(&fq, NMSGS);
     ck_assert_int_eq(rmq_subscribe(fast, "burst", NULL, it_seq_cb, &fq, &fs), 0);
-    ck_assert_int_eq(rmq_flush(fast, 5000), 0);
+    ck_assert_int_eq(rmq_flush(fast, 20000), 0);
     pub = it_client(b.addr, "pub", NULL);
     for (uint64_t i = 0; i < NMSGS; i++) {
         it_payload_fill(buf, sizeof(buf), i);
@@ -214,7 +214,7 @@ START_TEST(test_slow_reader_under_limit_is_kept)
             it_payload_fill(buf, sizeof(buf), round * 16 + i);
             ck_assert_int_eq(rmq_publish(pub, "trickle", buf, sizeof(buf)), 0);
         }
-        ck_assert_int_eq(rmq_flush(pub, 5000), 0);
+        ck_assert_int_eq(rmq_flush(pub, 20000), 0);
         ck_assert_int_eq(it_raw_sync(fd, round + 2, 5000, &seen), 0);
         ck_assert_int_eq(seen.errs, 0);
         got += seen.msgs;

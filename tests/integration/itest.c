@@ -531,7 +531,7 @@ void it_load_start(struct it_load *l, const char *addr, uint64_t total)
     l->c = it_client(addr, "load", NULL);
     rc = rmq_subscribe(l->c, l->subj, NULL, it_seq_cb, &l->seq, &l->sub);
     IT_CHECK(rc == 0, "load subscribe: %s", rmq_strerror(rc));
-    rc = rmq_flush(l->c, 5000);
+    rc = rmq_flush(l->c, 20000);
     IT_CHECK(rc == 0, "load flush: %s", rmq_strerror(rc));
 }
 
