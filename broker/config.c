@@ -204,28 +204,27 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ringmqd [options]\n"
-            "  --listen HOST:PORT        client address (default " CONFIG_DEFAULT_LISTEN ")\n"
-            "  --shards N                shard threads (default: online CPUs)\n"
-            "  --max-payload BYTES       largest payload accepted (default 1M)\n"
-            "  --max-pending BYTES       queued bytes per connection before it is\n"
-            "                            disconnected as a slow consumer (default 64M)\n"
-            "  --slow-grace-ms MS        how long a connection may stay over max-pending\n"
-            "                            before it is a slow consumer (1000; it is cut at\n"
-            "                            once over 8 x max-pending, at least 64M)\n"
-            "  --max-conns N             client connections (default 100000)\n"
-            "  --max-subs N              subscriptions per connection (default 100000)\n"
-            "  --auth-token TOKEN        require this token in CONNECT\n"
-            "  --log-level LEVEL         error, warn, info (default) or debug\n"
-            "  --shutdown-timeout-ms MS  bound on flushing queued data at exit (2000)\n"
-            "  --handshake-timeout-ms MS CONNECT must arrive within MS (5000)\n"
-            "  --bufs N, --buf-size BYTES provided receive buffers per shard (1024 x 16K)\n"
-            "  --port-file PATH          write the bound port to PATH once listening\n"
-            "  --config FILE             read 'key = value' settings (same keys)\n"
-            "  --print-config            print the effective configuration and exit\n"
-            "  --version, --help\n"
-            "Sizes take K, M or G suffixes. Later settings override earlier ones.\n");
+    fprintf(out, "usage: ringmqd [options]\n"
+                 "  --listen HOST:PORT        client address (default " CONFIG_DEFAULT_LISTEN ")\n"
+                 "  --shards N                shard threads (default: online CPUs)\n"
+                 "  --max-payload BYTES       largest payload accepted (default 1M)\n"
+                 "  --max-pending BYTES       queued bytes per connection before it is\n"
+                 "                            disconnected as a slow consumer (default 64M)\n"
+                 "  --slow-grace-ms MS        how long a connection may stay over max-pending\n"
+                 "                            before it is a slow consumer (1000; it is cut at\n"
+                 "                            once over 8 x max-pending, at least 64M)\n"
+                 "  --max-conns N             client connections (default 100000)\n"
+                 "  --max-subs N              subscriptions per connection (default 100000)\n"
+                 "  --auth-token TOKEN        require this token in CONNECT\n"
+                 "  --log-level LEVEL         error, warn, info (default) or debug\n"
+                 "  --shutdown-timeout-ms MS  bound on flushing queued data at exit (2000)\n"
+                 "  --handshake-timeout-ms MS CONNECT must arrive within MS (5000)\n"
+                 "  --bufs N, --buf-size BYTES provided receive buffers per shard (1024 x 16K)\n"
+                 "  --port-file PATH          write the bound port to PATH once listening\n"
+                 "  --config FILE             read 'key = value' settings (same keys)\n"
+                 "  --print-config            print the effective configuration and exit\n"
+                 "  --version, --help\n"
+                 "Sizes take K, M or G suffixes. Later settings override earlier ones.\n");
 }
 
 /* See config.h. */

@@ -18,19 +18,19 @@
 struct config {
     char listen_host[256];
     uint16_t listen_port;
-    unsigned shards;            /* 0: online CPUs */
-    uint32_t max_payload;       /* bytes */
-    uint64_t max_pending;       /* bytes queued per connection before slow consumer */
-    unsigned slow_grace_ms;     /* how long pending may stay over max_pending */
-    uint32_t max_conns;         /* per broker */
-    uint32_t max_subs;          /* per connection */
-    unsigned shutdown_ms;       /* bound on flushing at shutdown */
-    unsigned handshake_ms;      /* CONNECT must arrive within this */
-    unsigned bufs;              /* provided buffers per shard (power of two) */
-    unsigned buf_size;          /* bytes per provided buffer */
+    unsigned shards;        /* 0: online CPUs */
+    uint32_t max_payload;   /* bytes */
+    uint64_t max_pending;   /* bytes queued per connection before slow consumer */
+    unsigned slow_grace_ms; /* how long pending may stay over max_pending */
+    uint32_t max_conns;     /* per broker */
+    uint32_t max_subs;      /* per connection */
+    unsigned shutdown_ms;   /* bound on flushing at shutdown */
+    unsigned handshake_ms;  /* CONNECT must arrive within this */
+    unsigned bufs;          /* provided buffers per shard (power of two) */
+    unsigned buf_size;      /* bytes per provided buffer */
     int log_level;
-    char auth_token[256];       /* empty: no auth */
-    char port_file[512];        /* write the bound port here once listening */
+    char auth_token[256]; /* empty: no auth */
+    char port_file[512];  /* write the bound port here once listening */
 };
 
 /* Fill c with the embedded defaults. */

@@ -180,8 +180,8 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
     while (n) {
         rc = codec_split(p, n, max_body, &body);
         if (rc < 0) {
-            frame_too_big(c, (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-                                 p[3]);
+            frame_too_big(c,
+                          (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
             return;
         }
         if (rc == 0) {
@@ -226,8 +226,7 @@ void conn_on_recv_end(struct conn *c, int res)
         conn_drain(c, sh->srv->cfg.shutdown_ms);
         return;
     }
-    log_debug("[s%u] conn %llu recv error: %s", sh->id, (unsigned long long)c->id,
-              strerror(-res));
+    log_debug("[s%u] conn %llu recv error: %s", sh->id, (unsigned long long)c->id, strerror(-res));
     conn_close(c);
 }
 

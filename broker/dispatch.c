@@ -140,13 +140,12 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
     qlen = m->queue ? strlen(m->queue) : 0;
     if (m->sid == 0 || submap_find(c, m->sid)) {
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SID,
-                        m->sid ? "subscription id already in use" : "subscription id 0",
-                        m->sid, false);
+                        m->sid ? "subscription id already in use" : "subscription id 0", m->sid,
+                        false);
         goto out;
     }
     if (c->nsubs >= sh->srv->cfg.max_subs) {
-        conn_send_error(c, RINGMQ__ERROR_CODE__ERR_LIMIT, "too many subscriptions", m->sid,
-                        false);
+        conn_send_error(c, RINGMQ__ERROR_CODE__ERR_LIMIT, "too many subscriptions", m->sid, false);
         goto out;
     }
     if (subject_check_pattern(m->pattern, plen) || (m->queue && !queue_name_ok(m->queue, qlen))) {
@@ -191,8 +190,7 @@ static void on_unsubscribe(struct conn *c, const struct codec_span *sp)
     }
     slot = submap_find(c, m->sid);
     if (!slot)
-        conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SID, "no such subscription", m->sid,
-                        false);
+        conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SID, "no such subscription", m->sid, false);
     else if (!m->has_max || m->max == 0)
         conn_sub_remove(c, *slot);
     else
@@ -307,27 +305,25 @@ static void sys_stats(struct conn *c, const struct codec_msg *m)
 
     for (unsigned i = 0; i < srv->nshards; i++) {
         struct shard_stats *st = &srv->shards[i].stats;
-        _Atomic uint64_t *f[16] = {&st->conns_total,    &st->conns_now,  &st->msgs_in,
-                                   &st->bytes_in,       &st->msgs_out,   &st->bytes_out,
-                                   &st->slow_consumers, &st->bad_frames, &st->bad_subjects,
-                                   &st->too_big,        &st->enobufs,    &st->subs_now,
-                                   &st->sends,          &st->send_iovs,  &st->xdeliver,
-                                   &st->xdoorbells};
+        _Atomic uint64_t *f[16] = {
+            &st->conns_total,  &st->conns_now, &st->msgs_in,        &st->bytes_in,
+            &st->msgs_out,     &st->bytes_out, &st->slow_consumers, &st->bad_frames,
+            &st->bad_subjects, &st->too_big,   &st->enobufs,        &st->subs_now,
+            &st->sends,        &st->send_iovs, &st->xdeliver,       &st->xdoorbells};
         for (int k = 0; k < 16; k++)
             v[k] += stat_get(f[k]);
     }
-    n = (size_t)snprintf(json, sizeof(json),
-                         "{\"server_id\":\"%s\",\"version\":\"%s\",\"shards\":%u,"
-                         "\"connections_total\":%" PRIu64 ",\"connections\":%" PRIu64
-                         ",\"msgs_in\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-                         ",\"msgs_out\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-                         ",\"slow_consumers\":%" PRIu64 ",\"bad_frames\":%" PRIu64
-                         ",\"bad_subjects\":%" PRIu64 ",\"payload_too_big\":%" PRIu64
-                         ",\"enobufs\":%" PRIu64 ",\"subscriptions\":%" PRIu64
-                         ",\"sends\":%" PRIu64 ",\"send_iovecs\":%" PRIu64
-                         ",\"xshard_deliveries\":%" PRIu64 ",\"xshard_doorbells\":%" PRIu64 "}",
-                         srv->server_id, RMQ_VERSION, srv->nshards, v[0], v[1], v[2], v[3],
-                         v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
+    n = (size_t)snprintf(
+        json, sizeof(json),
+        "{\"server_id\":\"%s\",\"version\":\"%s\",\"shards\":%u,"
+        "\"connections_total\":%" PRIu64 ",\"connections\":%" PRIu64 ",\"msgs_in\":%" PRIu64
+        ",\"bytes_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+        ",\"slow_consumers\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"bad_subjects\":%" PRIu64
+        ",\"payload_too_big\":%" PRIu64 ",\"enobufs\":%" PRIu64 ",\"subscriptions\":%" PRIu64
+        ",\"sends\":%" PRIu64 ",\"send_iovecs\":%" PRIu64 ",\"xshard_deliveries\":%" PRIu64
+        ",\"xshard_doorbells\":%" PRIu64 "}",
+        srv->server_id, RMQ_VERSION, srv->nshards, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+        v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
     memcpy(reply, m->reply.p, m->reply.len);
     reply[m->reply.len] = '\0';
     route_local(c->sh, reply, json, n < sizeof(json) ? n : sizeof(json) - 1);
@@ -347,8 +343,8 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
     stat_add(&sh->stats.msgs_in, 1);
     if (m.payload.len > sh->srv->cfg.max_payload) {
         stat_add(&sh->stats.too_big, 1);
-        snprintf(text, sizeof(text), "payload of %zu bytes is over the limit of %u",
-                 m.payload.len, sh->srv->cfg.max_payload);
+        snprintf(text, sizeof(text), "payload of %zu bytes is over the limit of %u", m.payload.len,
+                 sh->srv->cfg.max_payload);
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_PAYLOAD_TOO_BIG, text, 0, false);
         return;
     }
@@ -403,8 +399,8 @@ static void on_connect(struct conn *c, const struct codec_span *sp)
     }
     if (srv->cfg.auth_token[0] &&
         (!m->auth_token || strcmp(m->auth_token, srv->cfg.auth_token) != 0)) {
-        log_warn("[s%u] conn %llu (%s): authentication failed", sh->id,
-                 (unsigned long long)c->id, c->peer);
+        log_warn("[s%u] conn %llu (%s): authentication failed", sh->id, (unsigned long long)c->id,
+                 c->peer);
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_AUTH, "authentication failed", 0, true);
         goto out;
     }

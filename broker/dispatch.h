@@ -29,9 +29,9 @@ void dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
 
 /* Which local subscribers a delivery is for. */
 struct route_filter {
-    bool plain;           /* plain subscribers */
-    bool all_groups;      /* every matching queue group (single shard) */
-    uint8_t ng;           /* else only the groups whose hash is in g */
+    bool plain;      /* plain subscribers */
+    bool all_groups; /* every matching queue group (single shard) */
+    uint8_t ng;      /* else only the groups whose hash is in g */
     const uint64_t *g;
 };
 

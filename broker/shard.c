@@ -337,9 +337,8 @@ static void tick(struct shard *sh)
         if (!c->deadline_ns || sh->now_ns < c->deadline_ns || (c->flags & CONN_F_CLOSING))
             continue;
         if (c->flags & CONN_F_DRAINING) {
-            log_info("[s%u] conn %llu (%s): could not flush %llu bytes in time; closing",
-                     sh->id, (unsigned long long)c->id, c->peer,
-                     (unsigned long long)c->pending);
+            log_info("[s%u] conn %llu (%s): could not flush %llu bytes in time; closing", sh->id,
+                     (unsigned long long)c->id, c->peer, (unsigned long long)c->pending);
         } else {
             log_info("[s%u] conn %llu (%s): no CONNECT within %u ms; closing", sh->id,
                      (unsigned long long)c->id, c->peer, sh->srv->cfg.handshake_ms);

@@ -77,7 +77,7 @@ struct outitem {
     uint8_t prefix[27]; /* >= CODEC_MSG_PREFIX_MAX */
 };
 
-#define IOV_BATCH 256               /* iovecs per sendmsg */
+#define IOV_BATCH 256                /* iovecs per sendmsg */
 #define SEND_BATCH_BYTES (256 << 10) /* bytes per sendmsg, at least one item */
 
 /* The iovecs of one in-flight sendmsg, and a copy of the prefixes they
@@ -90,17 +90,17 @@ struct iovblk {
 };
 
 enum conn_flags {
-    CONN_F_READY = 1 << 0,       /* CONNECT accepted */
-    CONN_F_RECV = 1 << 1,        /* multishot recv armed */
-    CONN_F_SENDING = 1 << 2,     /* one sendmsg in flight */
-    CONN_F_DIRTY = 1 << 3,       /* on the shard's flush list */
-    CONN_F_DRAINING = 1 << 4,    /* no more input; close once output is sent */
-    CONN_F_CLOSING = 1 << 5,     /* cancelling; freed when inflight == 0 */
-    CONN_F_SLOW = 1 << 6,        /* over max_pending; on the shard's slow list */
-    CONN_F_REARM = 1 << 7,       /* recv must be re-armed (ENOBUFS or ended) */
-    CONN_F_EOF = 1 << 8,         /* peer closed its side */
-    CONN_F_RELEASED = 1 << 9,    /* on the dead list; freed after this iteration */
-    CONN_F_NOREAD = 1 << 10,     /* shutdown: recv cancelled, output goes on */
+    CONN_F_READY = 1 << 0,    /* CONNECT accepted */
+    CONN_F_RECV = 1 << 1,     /* multishot recv armed */
+    CONN_F_SENDING = 1 << 2,  /* one sendmsg in flight */
+    CONN_F_DIRTY = 1 << 3,    /* on the shard's flush list */
+    CONN_F_DRAINING = 1 << 4, /* no more input; close once output is sent */
+    CONN_F_CLOSING = 1 << 5,  /* cancelling; freed when inflight == 0 */
+    CONN_F_SLOW = 1 << 6,     /* over max_pending; on the shard's slow list */
+    CONN_F_REARM = 1 << 7,    /* recv must be re-armed (ENOBUFS or ended) */
+    CONN_F_EOF = 1 << 8,      /* peer closed its side */
+    CONN_F_RELEASED = 1 << 9, /* on the dead list; freed after this iteration */
+    CONN_F_NOREAD = 1 << 10,  /* shutdown: recv cancelled, output goes on */
 };
 
 struct conn {
@@ -109,8 +109,8 @@ struct conn {
     uint32_t flags;
     uint32_t inflight; /* SQEs naming this conn that have not completed */
     uint64_t id;
-    uint64_t deadline_ns; /* handshake or drain deadline, 0 = none */
-    uint64_t over_since_ns; /* since when pending > max_pending, 0 = not over */
+    uint64_t deadline_ns;     /* handshake or drain deadline, 0 = none */
+    uint64_t over_since_ns;   /* since when pending > max_pending, 0 = not over */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];
@@ -122,7 +122,7 @@ struct conn {
     /* Egress: a ring of items; [head, tail). */
     struct outitem *q;
     uint32_t qcap, qhead, qtail;
-    uint64_t pending; /* bytes queued, sent or not yet acknowledged */
+    uint64_t pending;   /* bytes queued, sent or not yet acknowledged */
     struct iovblk *blk; /* the in-flight sendmsg's iovecs */
     uint32_t sendn;     /* items from qhead that the in-flight sendmsg covers */
 
@@ -183,14 +183,14 @@ struct shard {
     /* Cross-shard state, see xshard.h. */
     int ring_fd;
     _Atomic int sleeping;
-    struct xstage *stage;  /* [nshards] outgoing, per destination */
-    struct xtarget *tgt;   /* [nshards] scratch for one publish */
-    struct trie *itrie;    /* every shard's interest; values: struct rint */
-    struct strmap lint;    /* local subscriptions per key */
-    struct strmap rints;   /* (shard, key) -> struct rint */
-    uint64_t bcast_seq;    /* interest broadcasts sent */
-    uint64_t *acked;       /* [nshards] highest seq each peer acknowledged */
-    struct xpong *pongs;   /* FIFO of deferred pongs */
+    struct xstage *stage; /* [nshards] outgoing, per destination */
+    struct xtarget *tgt;  /* [nshards] scratch for one publish */
+    struct trie *itrie;   /* every shard's interest; values: struct rint */
+    struct strmap lint;   /* local subscriptions per key */
+    struct strmap rints;  /* (shard, key) -> struct rint */
+    uint64_t bcast_seq;   /* interest broadcasts sent */
+    uint64_t *acked;      /* [nshards] highest seq each peer acknowledged */
+    struct xpong *pongs;  /* FIFO of deferred pongs */
     uint32_t ponghead, npongs, pongcap;
 
     struct shard_stats stats;
@@ -205,7 +205,7 @@ struct server {
     uint32_t max_body;
     _Atomic bool stop;
     _Atomic uint64_t next_client_id;
-    struct xring *xr; /* [src * nshards + dst] */
+    struct xring *xr;          /* [src * nshards + dst] */
     _Atomic unsigned quiesced; /* shards whose stop has flushed their stage */
     pthread_barrier_t barrier; /* all rings ready / all loops stopped */
 };

@@ -172,8 +172,7 @@ static void key_split(const char *key, size_t klen, size_t *plen, const char **q
     *qlen = klen - *plen - 1;
 }
 
-static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen,
-                           bool add)
+static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen, bool add)
 {
     char rk[SUBJECT_MAX_LEN * 2 + 8];
     size_t plen, qlen;

@@ -32,16 +32,16 @@ struct server;
 struct msgbuf;
 struct codec_msg;
 
-#define XRING_CAP 4096 /* entries per (src, dst) ring, power of two */
-#define XENT_GROUPS 3  /* queue-group choices carried by one entry */
+#define XRING_CAP 4096   /* entries per (src, dst) ring, power of two */
+#define XENT_GROUPS 3    /* queue-group choices carried by one entry */
 #define XROUTE_GROUPS 64 /* queue groups one publish may pick per shard */
 
 enum xent_type {
-    XE_DELIVER = 1,  /* ptr: msgbuf (one ref); plain + groups say to whom */
-    XE_FREE = 2,     /* ptr: msgbuf whose last ref the sender dropped */
-    XE_INT_ADD = 3,  /* ptr: malloc'd "pattern\0queue" key; seq */
-    XE_INT_DEL = 4,  /* same */
-    XE_INT_ACK = 5,  /* seq: the sender applied interest up to seq */
+    XE_DELIVER = 1, /* ptr: msgbuf (one ref); plain + groups say to whom */
+    XE_FREE = 2,    /* ptr: msgbuf whose last ref the sender dropped */
+    XE_INT_ADD = 3, /* ptr: malloc'd "pattern\0queue" key; seq */
+    XE_INT_DEL = 4, /* same */
+    XE_INT_ACK = 5, /* seq: the sender applied interest up to seq */
 };
 
 struct xent {

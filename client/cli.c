@@ -5,7 +5,8 @@
  *   ringmq [--server HOST:PORT[,...]] pub SUBJECT [MESSAGE]
  *   ringmq [--server ...] sub SUBJECT [--queue GROUP] [--count N] [--raw]
  *   ringmq [--server ...] req SUBJECT MESSAGE [--timeout MS]
- *   ringmq [--server ...] bench SUBJECT --pubs P --subs S --msgs N --size BYTES [--json]
+ *   ringmq [--server ...] bench SUBJECT --pubs P --subs S --msgs N --size BYTES
+ *          [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]
  *
  * The server comes from --server, else $RINGMQ_SERVER, else 127.0.0.1:7400.
  * Every failure prints one line on stderr and exits with a code of its own
@@ -44,10 +45,14 @@ static void usage(FILE *f)
             "        else run until SIGINT/SIGTERM\n"
             "  req SUBJECT MESSAGE [--timeout MS]\n"
             "        send a request and print the reply payload (default timeout 2000)\n"
-            "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES] [--json]\n"
-            "        [--timeout MS]\n"
+            "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]\n"
+            "        [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]\n"
             "        P publishers and S subscribers, each on its own connection and\n"
-            "        thread; prints msgs/s and MB/s and the messages lost\n"
+            "        thread; prints msgs/s and MB/s and the messages lost (with --queue\n"
+            "        the group must get N exactly once); --latency publishes at --rate\n"
+            "        (default 20000) and prints one-way latency percentiles in us;\n"
+            "        --rate paces the publishers (0: unlimited); --timeout bounds the\n"
+            "        run (default 60000 ms); progress on stderr when it is a terminal\n"
             "\n"
             "options:\n"
             "  --server LIST  servers to connect to (default: $RINGMQ_SERVER, else %s)\n"

@@ -76,9 +76,9 @@ static bool varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
 struct field {
     uint32_t num;
     unsigned wt;
-    uint64_t v;           /* varint value */
-    struct codec_span s;  /* length-delimited value */
-    size_t start, end;    /* the whole field, key included */
+    uint64_t v;          /* varint value */
+    struct codec_span s; /* length-delimited value */
+    size_t start, end;   /* the whole field, key included */
 };
 
 /* Read the next field at *pos. Returns 1, 0 at the end, or RMQ_EFRAME. */
@@ -353,13 +353,13 @@ size_t codec_pub_size(const char *subj, size_t slen, const char *reply, size_t r
 {
     (void)subj;
     (void)reply;
-    return CODEC_HDR_LEN + len_field_size(CODEC_K_PUB, pub_body_size(slen, rlen, hdrs, nhdrs, plen));
+    return CODEC_HDR_LEN +
+           len_field_size(CODEC_K_PUB, pub_body_size(slen, rlen, hdrs, nhdrs, plen));
 }
 
 /* See codec.h. */
-size_t codec_pub_write(uint8_t *out, const char *subj, size_t slen, const char *reply,
-                       size_t rlen, const struct codec_hdr *hdrs, size_t nhdrs,
-                       const void *payload, size_t plen)
+size_t codec_pub_write(uint8_t *out, const char *subj, size_t slen, const char *reply, size_t rlen,
+                       const struct codec_hdr *hdrs, size_t nhdrs, const void *payload, size_t plen)
 {
     size_t body = pub_body_size(slen, rlen, hdrs, nhdrs, plen);
     size_t n = CODEC_HDR_LEN;

@@ -138,9 +138,9 @@ size_t codec_msg_prefix(uint8_t *out, uint64_t sid, size_t body_len);
  */
 size_t codec_pub_size(const char *subj, size_t slen, const char *reply, size_t rlen,
                       const struct codec_hdr *hdrs, size_t nhdrs, size_t plen);
-size_t codec_pub_write(uint8_t *out, const char *subj, size_t slen, const char *reply,
-                       size_t rlen, const struct codec_hdr *hdrs, size_t nhdrs,
-                       const void *payload, size_t plen);
+size_t codec_pub_write(uint8_t *out, const char *subj, size_t slen, const char *reply, size_t rlen,
+                       const struct codec_hdr *hdrs, size_t nhdrs, const void *payload,
+                       size_t plen);
 
 /*
  * Encode any Frame with protobuf-c (length prefix included) into out.

@@ -19,9 +19,9 @@ unsigned test_seed(void);
 struct tbroker {
     pid_t pid;
     uint16_t port;
-    char dir[256];   /* scratch dir: port file, log */
-    char log[300];   /* the broker's stderr */
-    char addr[64];   /* "127.0.0.1:PORT" for rmq_connect_to() */
+    char dir[256]; /* scratch dir: port file, log */
+    char log[300]; /* the broker's stderr */
+    char addr[64]; /* "127.0.0.1:PORT" for rmq_connect_to() */
 };
 
 /*

@@ -343,8 +343,8 @@ START_TEST(test_shards_unsubscribe_removes_remote_interest)
         ck_assert_int_eq(rmq_publish(pub, "int.x", "a", 1), 0);
     ck_assert_int_eq(rmq_flush(pub, 20000), 0);
     for (int i = 0; i < 4; i++)
-        IT_CHECK(it_wait_atomic(&f[i].n, 100, 5000) == 0, "subscriber %d: %" PRIu64 " of 100",
-                 i, (uint64_t)atomic_load(&f[i].n));
+        IT_CHECK(it_wait_atomic(&f[i].n, 100, 5000) == 0, "subscriber %d: %" PRIu64 " of 100", i,
+                 (uint64_t)atomic_load(&f[i].n));
     /* Unsubscribe two, close two: the interest must go everywhere. */
     ck_assert_int_eq(rmq_unsubscribe(s[0]), 0);
     ck_assert_int_eq(rmq_unsubscribe(s[1]), 0);
