@@ -298,7 +298,7 @@ static void stop_step(struct shard *sh)
     struct server *srv = sh->srv;
     bool staged = false;
     for (unsigned d = 0; d < srv->nshards; d++)
-        staged |= sh->stage[d].n != 0;
+        staged |= sh->stage[d].n != sh->stage[d].head;
     switch (sh->stopping) {
     case STOP_READ:
         if (!staged) {

@@ -75,6 +75,12 @@ void xshard_init(struct shard *sh)
 static void stage_push(struct shard *sh, unsigned dst, const struct xent *e)
 {
     struct xstage *st = &sh->stage[dst];
+    if (st->n == st->cap && st->head) {
+        /* Compact: what is left moves to the front, once per refill. */
+        memmove(st->v, st->v + st->head, (st->n - st->head) * sizeof(*st->v));
+        st->n -= st->head;
+        st->head = 0;
+    }
     if (st->n == st->cap) {
         st->cap = st->cap ? st->cap * 2 : 256;
         st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
@@ -123,19 +129,20 @@ void xshard_flush(struct shard *sh)
         struct xstage *st = &sh->stage[d];
         struct xring *r;
         uint32_t head, tail, k;
-        if (!st->n || d == sh->id)
+        if (st->head == st->n || d == sh->id)
             continue;
         r = ring_of(srv, sh->id, d);
         head = atomic_load_explicit(&r->head, memory_order_acquire);
         tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         k = XRING_CAP - (tail - head);
-        if (k > st->n)
-            k = st->n;
+        if (k > st->n - st->head)
+            k = st->n - st->head;
         for (uint32_t i = 0; i < k; i++)
-            r->ents[(tail + i) & (XRING_CAP - 1)] = st->v[i];
+            r->ents[(tail + i) & (XRING_CAP - 1)] = st->v[st->head + i];
         atomic_store_explicit(&r->tail, tail + k, memory_order_release);
-        memmove(st->v, st->v + k, (st->n - k) * sizeof(*st->v));
-        st->n -= k;
+        st->head += k;
+        if (st->head == st->n)
+            st->head = st->n = 0;
         if (!k)
             continue;
         /* Pairs with the fence in the consumer's sleep check. */
@@ -457,7 +464,7 @@ void xshard_fini(struct shard *sh)
         for (; head != tail; head++)
             drop_entry(sh, &r->ents[head & (XRING_CAP - 1)]);
         atomic_store_explicit(&r->head, head, memory_order_release);
-        for (uint32_t i = 0; i < sh->stage[s].n; i++)
+        for (uint32_t i = sh->stage[s].head; i < sh->stage[s].n; i++)
             drop_entry(sh, &sh->stage[s].v[i]);
         free(sh->stage[s].v);
     }

@@ -60,10 +60,12 @@ struct xring {
     _Alignas(64) struct xent ents[XRING_CAP];
 };
 
-/* Outgoing entries of one shard for one destination, not yet in the ring. */
+/* Outgoing entries of one shard for one destination, not yet in the ring:
+ * v[head, n) are waiting. Flushing advances head (no copying), so a stage
+ * that backs up costs O(1) per flush, not O(backlog). */
 struct xstage {
     struct xent *v;
-    uint32_t n, cap;
+    uint32_t head, n, cap;
 };
 
 /* What one publish wants from one shard; scratch, per shard. */
