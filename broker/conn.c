@@ -207,13 +207,13 @@ void conn_on_recv_end(struct conn *c, int res)
         /* Not an error: re-arm once buffers are back (next iteration). */
         if (res == -ENOBUFS)
             stat_add(&sh->stats.enobufs, 1);
-        if (conn_reading(c)) {
+        if (conn_reading(c) && !(c->flags & CONN_F_STALLED)) {
             c->flags |= CONN_F_REARM;
             shard_push_dirty(sh, c);
         }
         return;
     }
-    if (res == -ECANCELED && (c->flags & (CONN_F_DRAINING | CONN_F_NOREAD)))
+    if (res == -ECANCELED && (c->flags & (CONN_F_DRAINING | CONN_F_NOREAD | CONN_F_STALLED)))
         return;
     if (res == 0) {
         c->flags |= CONN_F_EOF;
@@ -233,6 +233,24 @@ void conn_on_recv_end(struct conn *c, int res)
 /* ---- Egress ---- */
 
 _Static_assert(sizeof(((struct outitem *)0)->prefix) >= CODEC_MSG_PREFIX_MAX, "prefix room");
+
+/* Track whether c counts toward its shard's back-pressure (with
+ * hysteresis: in above backlog_hi, out at half of it). */
+static void backlog_update(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    if (!(c->flags & CONN_F_BACKLOG) && c->pending > sh->backlog_hi) {
+        c->flags |= CONN_F_BACKLOG;
+        sh->nbacklog++;
+    } else if ((c->flags & CONN_F_BACKLOG) &&
+               (c->pending <= sh->backlog_hi / 2 || (c->flags & CONN_F_RELEASED))) {
+        c->flags &= ~CONN_F_BACKLOG;
+        sh->nbacklog--;
+    } else {
+        return;
+    }
+    atomic_store_explicit(&sh->pressure, sh->nbacklog, memory_order_relaxed);
+}
 
 static inline uint32_t item_len(const struct outitem *it)
 {
@@ -292,8 +310,11 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
     if (plen)
         memcpy(it->prefix, prefix, plen);
     c->pending += len;
-    if (c->pending > sh->srv->cfg.max_pending && !c->over_since_ns)
-        c->over_since_ns = sh->now_ns;
+    if (c->pending > sh->backlog_hi) {
+        backlog_update(c);
+        if (c->pending > sh->srv->cfg.max_pending && !c->over_since_ns)
+            c->over_since_ns = sh->now_ns;
+    }
     shard_push_dirty(sh, c);
     return true;
 }
@@ -417,6 +438,8 @@ void conn_on_send(struct conn *c, int res)
     queue_pop_sent(c, (size_t)res);
     if (c->pending <= sh->srv->cfg.max_pending)
         c->over_since_ns = 0;
+    if (c->flags & CONN_F_BACKLOG)
+        backlog_update(c);
     if (c->flags & CONN_F_CLOSING)
         return;
     if (c->qhead != c->qtail) {
@@ -490,6 +513,25 @@ void conn_slow_close(struct conn *c)
 }
 
 /* See conn.h. */
+void conn_stall(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct io_uring_sqe *sqe;
+    if (c->flags & (CONN_F_STALLED | CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_NOREAD))
+        return;
+    c->flags |= CONN_F_STALLED;
+    c->flags &= ~CONN_F_REARM;
+    c->stall_until_ns = sh->now_ns + CONN_STALL_NS;
+    shard_push_stalled(sh, c);
+    stat_add(&sh->stats.stalls, 1);
+    if (c->flags & CONN_F_RECV) {
+        sqe = shard_sqe(sh);
+        io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+}
+
+/* See conn.h. */
 void conn_stop_reading(struct conn *c)
 {
     struct io_uring_sqe *sqe;
@@ -548,7 +590,13 @@ void conn_maybe_release(struct conn *c)
         return;
     c->flags |= CONN_F_RELEASED;
     queue_clear(c);
+    backlog_update(c);
     xshard_conn_gone(sh, c);
+    if (c->flags & CONN_F_STALLED) {
+        for (uint32_t i = 0; i < sh->nstalled; i++)
+            if (sh->stalled[i] == c)
+                sh->stalled[i] = sh->stalled[--sh->nstalled];
+    }
     sqe = shard_sqe(sh);
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, UD_IGNORE);

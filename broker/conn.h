@@ -51,6 +51,17 @@ void conn_slow_close(struct conn *c);
 /* Remove one subscription (trie, map) and free it. */
 void conn_sub_remove(struct conn *c, struct sub *s);
 
+/*
+ * Back-pressure: pause reading from a publisher (its socket then fills and
+ * TCP slows it down), because what it published reached a shard whose
+ * subscribers are backlogged. The shard loop resumes it when no shard is
+ * backlogged any more, or after CONN_STALL_NS at the latest, so a consumer
+ * that never reads holds publishers back only in bounded steps until it is
+ * cut off as slow. No-op if already stalled or closing.
+ */
+#define CONN_STALL_NS (50 * 1000000ull)
+void conn_stall(struct conn *c);
+
 /* Stop reading (shutdown); subscriptions and output go on. */
 void conn_stop_reading(struct conn *c);
 

@@ -300,17 +300,18 @@ static void sys_stats(struct conn *c, const struct codec_msg *m)
 {
     struct server *srv = c->sh->srv;
     char json[2048], reply[SUBJECT_MAX_LEN + 1];
-    uint64_t v[16] = {0};
+    uint64_t v[17] = {0};
     size_t n;
 
     for (unsigned i = 0; i < srv->nshards; i++) {
         struct shard_stats *st = &srv->shards[i].stats;
-        _Atomic uint64_t *f[16] = {
-            &st->conns_total,  &st->conns_now, &st->msgs_in,        &st->bytes_in,
-            &st->msgs_out,     &st->bytes_out, &st->slow_consumers, &st->bad_frames,
-            &st->bad_subjects, &st->too_big,   &st->enobufs,        &st->subs_now,
-            &st->sends,        &st->send_iovs, &st->xdeliver,       &st->xdoorbells};
-        for (int k = 0; k < 16; k++)
+        _Atomic uint64_t *f[17] = {&st->conns_total,    &st->conns_now,  &st->msgs_in,
+                                   &st->bytes_in,       &st->msgs_out,   &st->bytes_out,
+                                   &st->slow_consumers, &st->bad_frames, &st->bad_subjects,
+                                   &st->too_big,        &st->enobufs,    &st->subs_now,
+                                   &st->sends,          &st->send_iovs,  &st->xdeliver,
+                                   &st->xdoorbells,     &st->stalls};
+        for (int k = 0; k < 17; k++)
             v[k] += stat_get(f[k]);
     }
     n = (size_t)snprintf(
@@ -321,9 +322,9 @@ static void sys_stats(struct conn *c, const struct codec_msg *m)
         ",\"slow_consumers\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"bad_subjects\":%" PRIu64
         ",\"payload_too_big\":%" PRIu64 ",\"enobufs\":%" PRIu64 ",\"subscriptions\":%" PRIu64
         ",\"sends\":%" PRIu64 ",\"send_iovecs\":%" PRIu64 ",\"xshard_deliveries\":%" PRIu64
-        ",\"xshard_doorbells\":%" PRIu64 "}",
+        ",\"xshard_doorbells\":%" PRIu64 ",\"publisher_stalls\":%" PRIu64 "}",
         srv->server_id, RMQ_VERSION, srv->nshards, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-        v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
+        v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]);
     memcpy(reply, m->reply.p, m->reply.len);
     reply[m->reply.len] = '\0';
     route_local(c->sh, reply, json, n < sizeof(json) ? n : sizeof(json) - 1);

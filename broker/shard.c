@@ -61,6 +61,8 @@ void shard_init(struct shard *sh, struct server *srv, unsigned id, int listen_fd
     sh->buf_size = srv->cfg.buf_size;
     sh->br_mask = io_uring_buf_ring_mask(sh->nbufs);
     msgpool_init(&sh->pool, (uint16_t)id);
+    sh->backlog_hi =
+        srv->cfg.max_pending / 2 < (8ull << 20) ? srv->cfg.max_pending / 2 : (8ull << 20);
 }
 
 /* See shard.h. */
@@ -101,6 +103,49 @@ void shard_push_slow(struct shard *sh, struct conn *c)
         return;
     c->flags |= CONN_F_SLOW;
     list_push(&sh->slow, &sh->nslow, &sh->slowcap, c);
+}
+
+/* See shard.h. */
+void shard_push_stalled(struct shard *sh, struct conn *c)
+{
+    list_push(&sh->stalled, &sh->nstalled, &sh->stalledcap, c);
+}
+
+/* Is any shard's delivery backlogged (or our stage to it backed up)? */
+static bool any_pressure(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    for (unsigned d = 0; d < srv->nshards; d++) {
+        if (atomic_load_explicit(&srv->shards[d].pressure, memory_order_relaxed))
+            return true;
+        if (d != sh->id && sh->stage[d].n - sh->stage[d].head > XRING_CAP / 2)
+            return true;
+    }
+    return false;
+}
+
+/* Let stalled publishers read again once the back-pressure is gone, or at
+ * the latest after CONN_STALL_NS (and once their cancelled recv has
+ * completed). */
+static void resume_stalled(struct shard *sh)
+{
+    uint32_t j = 0;
+    bool pressed = any_pressure(sh);
+    for (uint32_t i = 0; i < sh->nstalled; i++) {
+        struct conn *c = sh->stalled[i];
+        if (c->flags & (CONN_F_CLOSING | CONN_F_DRAINING | CONN_F_NOREAD)) {
+            c->flags &= ~CONN_F_STALLED;
+            continue;
+        }
+        if ((pressed && sh->now_ns < c->stall_until_ns) || (c->flags & CONN_F_RECV)) {
+            sh->stalled[j++] = c;
+            continue;
+        }
+        c->flags &= ~CONN_F_STALLED;
+        c->flags |= CONN_F_REARM;
+        shard_push_dirty(sh, c);
+    }
+    sh->nstalled = j;
 }
 
 /* See shard.h. */
@@ -205,8 +250,13 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        if (cqe->res > 0 && !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_NOREAD)))
+        if (cqe->res > 0 && !(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_NOREAD))) {
             conn_on_data(c, sh->bufs + (size_t)bid * sh->buf_size, (size_t)cqe->res);
+            if (sh->pub_pressure) {
+                sh->pub_pressure = false;
+                conn_stall(c);
+            }
+        }
         shard_buf_return(sh, bid);
     }
     if (!more) {
@@ -408,6 +458,7 @@ static void shard_fini(struct shard *sh)
     free(sh->slow);
     free(sh->unsub);
     free(sh->dead);
+    free(sh->stalled);
     if (sh->listen_fd >= 0)
         close(sh->listen_fd);
 }
@@ -417,8 +468,8 @@ static void enter(struct shard *sh)
 {
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)TICK_NS};
     struct io_uring_cqe *cqe;
-    if (sh->stopping && sh->stopping < STOP_DRAIN)
-        ts.tv_nsec = 1000000; /* shutdown phases advance once per iteration */
+    if ((sh->stopping && sh->stopping < STOP_DRAIN) || sh->nstalled)
+        ts.tv_nsec = 1000000; /* shutdown phases / stalled publishers: 1 ms steps */
     if (sh->srv->nshards > 1) {
         atomic_store(&sh->sleeping, 1);
         /* Pairs with the fence in xshard_flush: either the producer sees
@@ -473,6 +524,8 @@ void *shard_run(void *arg)
         unsigned head, n = 0;
 
         xshard_drain(sh, 4096);
+        if (sh->nstalled)
+            resume_stalled(sh);
         flush_dirty(sh);
         xshard_flush(sh);
         if (sh->br_pending) {

@@ -55,7 +55,7 @@ struct shard_stats {
     _Atomic uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
     _Atomic uint64_t slow_consumers, bad_frames, bad_subjects, too_big;
     _Atomic uint64_t enobufs, subs_now, sends, send_iovs;
-    _Atomic uint64_t xdeliver, xdoorbells;
+    _Atomic uint64_t xdeliver, xdoorbells, stalls;
 };
 
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
@@ -101,6 +101,8 @@ enum conn_flags {
     CONN_F_EOF = 1 << 8,      /* peer closed its side */
     CONN_F_RELEASED = 1 << 9, /* on the dead list; freed after this iteration */
     CONN_F_NOREAD = 1 << 10,  /* shutdown: recv cancelled, output goes on */
+    CONN_F_BACKLOG = 1 << 11, /* pending over the shard\'s backlog mark */
+    CONN_F_STALLED = 1 << 12, /* a publisher paused for back-pressure */
 };
 
 struct conn {
@@ -111,6 +113,7 @@ struct conn {
     uint64_t id;
     uint64_t deadline_ns;     /* handshake or drain deadline, 0 = none */
     uint64_t over_since_ns;   /* since when pending > max_pending, 0 = not over */
+    uint64_t stall_until_ns;  /* a stalled publisher reads again after this */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];
@@ -179,6 +182,16 @@ struct shard {
     uint32_t nunsub, unsubcap;
     struct conn **dead; /* freed at the end of the loop iteration */
     uint32_t ndead, deadcap;
+    struct conn **stalled; /* publishers paused by back-pressure */
+    uint32_t nstalled, stalledcap;
+
+    /* Back-pressure: conns over backlog_hi bytes pending are counted in
+     * pressure (read by every shard that routes here); a publish that
+     * reaches a shard under pressure stalls its publisher briefly. */
+    uint64_t backlog_hi;
+    uint32_t nbacklog;
+    _Atomic uint32_t pressure;
+    bool pub_pressure; /* set while routing; consumed by the recv handler */
 
     /* Cross-shard state, see xshard.h. */
     int ring_fd;
@@ -233,5 +246,6 @@ void shard_push_dirty(struct shard *sh, struct conn *c);
 void shard_push_slow(struct shard *sh, struct conn *c);
 void shard_push_unsub(struct shard *sh, struct sub *s);
 void shard_push_dead(struct shard *sh, struct conn *c);
+void shard_push_stalled(struct shard *sh, struct conn *c);
 
 #endif

@@ -346,6 +346,8 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
 
     if (sh->srv->nshards == 1) {
         dispatch_deliver(sh, m, NULL, &all);
+        if (sh->nbacklog)
+            sh->pub_pressure = true;
         return;
     }
     trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
@@ -361,6 +363,9 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
     for (unsigned i = 0; i < rs.nt; i++) {
         unsigned d = rs.touched[i];
         struct xtarget *t = &sh->tgt[d];
+        if (atomic_load_explicit(&sh->srv->shards[d].pressure, memory_order_relaxed) ||
+            sh->stage[d].n - sh->stage[d].head > XRING_CAP)
+            sh->pub_pressure = true;
         if (d == sh->id) {
             struct route_filter f = {.plain = t->plain, .ng = t->ng, .g = t->g};
             dispatch_deliver(sh, NULL, body, &f);
