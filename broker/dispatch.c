@@ -166,6 +166,7 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
     memcpy(s->str, m->pattern, plen + 1);
     memcpy(s->str + plen + 1, qlen ? m->queue : "", qlen + 1);
     s->ghash = strmap_hash(s->str, sub_klen(s));
+    s->created_ns = now_ns(); /* fresh, not the loop's cached time: see route_visit */
     rc = trie_insert(sh->trie, s->str, plen, sub_queue(s), qlen, s);
     if (rc < 0) {
         free(s);
@@ -229,8 +230,11 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
     /* Another shard was chosen for this group: leave its turn alone. */
     if (s->qlen ? !(r->f->all_groups || group_chosen(r->f, s->ghash)) : !r->f->plain)
         return TRIE_SKIP_GROUP;
-    /* This member cannot take it: a group offers the next member. */
-    if ((c->flags & (CONN_F_SLOW | CONN_F_DRAINING | CONN_F_CLOSING)) || s->remaining == SUB_DONE)
+    /* This member cannot take it: a group offers the next member. A
+     * subscription younger than a cross-shard message was not there when
+     * the message was published (it only waited in a ring). */
+    if ((c->flags & (CONN_F_SLOW | CONN_F_DRAINING | CONN_F_CLOSING)) || s->remaining == SUB_DONE ||
+        (r->f->ts && s->created_ns > r->f->ts))
         return TRIE_NEXT_MEMBER;
     if (!r->body) {
         r->body = msgbuf_new(&r->sh->pool, (uint32_t)r->body_len);

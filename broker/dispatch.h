@@ -33,6 +33,8 @@ struct route_filter {
     bool all_groups; /* every matching queue group (single shard) */
     uint8_t ng;      /* else only the groups whose hash is in g */
     const uint64_t *g;
+    uint64_t ts; /* routing time of a cross-shard delivery: subscriptions
+                    made after it do not get it (0: no such check) */
 };
 
 /*

@@ -137,8 +137,9 @@ struct conn {
 struct sub {
     struct conn *conn;
     uint64_t sid;
-    uint64_t remaining; /* 0 = unlimited; else deliveries left */
-    uint64_t ghash;     /* strmap_hash of the key, for queue-group choices */
+    uint64_t remaining;  /* 0 = unlimited; else deliveries left */
+    uint64_t ghash;      /* strmap_hash of the key, for queue-group choices */
+    uint64_t created_ns; /* CLOCK_MONOTONIC when the SUBSCRIBE was handled */
     uint16_t plen, qlen;
     char str[]; /* the key: pattern NUL queue NUL */
 };

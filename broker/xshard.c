@@ -343,6 +343,7 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
     struct route_scan rs = {.sh = sh};
     struct msgbuf *body;
     size_t blen;
+    uint64_t ts;
 
     if (sh->srv->nshards == 1) {
         dispatch_deliver(sh, m, NULL, &all);
@@ -358,6 +359,10 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
                  "the extra groups did not get it",
                  sh->id, XROUTE_GROUPS);
     blen = codec_body_size(m);
+    /* A fresh clock, not the loop's cached one: a subscriber on another
+     * shard whose flush returned before this publish was read must have
+     * created_ns below it (see route_visit). */
+    ts = now_ns();
     body = msgbuf_new(&sh->pool, (uint32_t)blen);
     codec_body_write(m, body->data);
     for (unsigned i = 0; i < rs.nt; i++) {
@@ -372,7 +377,7 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
         } else {
             unsigned g = 0;
             do {
-                struct xent e = {.type = XE_DELIVER, .plain = g == 0 && t->plain};
+                struct xent e = {.type = XE_DELIVER, .plain = g == 0 && t->plain, .seq = ts};
                 e.ngroups = (uint8_t)(t->ng - g < XENT_GROUPS ? t->ng - g : XENT_GROUPS);
                 memcpy(e.g, t->g + g, e.ngroups * sizeof(uint64_t));
                 g += e.ngroups;
@@ -391,7 +396,7 @@ static void handle(struct shard *sh, unsigned from, struct xent *e)
 {
     switch ((enum xent_type)e->type) {
     case XE_DELIVER: {
-        struct route_filter f = {.plain = e->plain, .ng = e->ngroups, .g = e->g};
+        struct route_filter f = {.plain = e->plain, .ng = e->ngroups, .g = e->g, .ts = e->seq};
         dispatch_deliver(sh, NULL, e->ptr, &f);
         xshard_unref(sh, e->ptr);
         break;

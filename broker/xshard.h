@@ -49,7 +49,7 @@ struct xent {
     uint8_t plain;   /* deliver: to plain subscribers too */
     uint8_t ngroups; /* deliver: valid entries of g */
     uint16_t klen;   /* interest: key length */
-    uint64_t seq;
+    uint64_t seq;    /* interest: broadcast seq; deliver: routing time (ns) */
     void *ptr;
     uint64_t g[XENT_GROUPS]; /* group hashes chosen for the receiver */
 };
