@@ -258,12 +258,13 @@ static inline uint32_t item_len(const struct outitem *it)
 }
 
 /*
- * A connection is slow when its queued bytes have stayed over max_pending
- * for longer than the slow-consumer grace (--slow-grace-ms), or when they
- * pass the hard cap (8 x max_pending, at least 64 MiB) at any moment. The
- * grace exists because a consumer reading at full speed can briefly hold
- * more than the limit: one loop iteration may queue a whole batch of
- * publishes for it before its next send is even submitted.
+ * A connection is a slow consumer when it is over max_pending and its
+ * output has not moved for the slow-consumer grace (--slow-grace-ms): its
+ * socket is full, the peer is not reading. Or when it passes the hard cap
+ * (8 x max_pending, at least 64 MiB) at any moment, reading or not, which
+ * bounds its memory. A consumer that reads, however slowly, is not cut off
+ * before the hard cap: back-pressure (conn_stall) slows its publishers
+ * down instead.
  */
 bool conn_is_slow(const struct conn *c, uint64_t more)
 {
@@ -274,8 +275,7 @@ bool conn_is_slow(const struct conn *c, uint64_t more)
         return false;
     if (c->pending + more > hard)
         return true;
-    return c->over_since_ns &&
-           c->sh->now_ns - c->over_since_ns > (uint64_t)cfg->slow_grace_ms * 1000000ull;
+    return c->sh->now_ns - c->progress_ns > (uint64_t)cfg->slow_grace_ms * 1000000ull;
 }
 
 /* See conn.h. */
@@ -309,12 +309,11 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
     it->plen = (uint8_t)plen;
     if (plen)
         memcpy(it->prefix, prefix, plen);
+    if (c->pending <= sh->srv->cfg.max_pending)
+        c->progress_ns = sh->now_ns; /* under the limit until now */
     c->pending += len;
-    if (c->pending > sh->backlog_hi) {
+    if (c->pending > sh->backlog_hi)
         backlog_update(c);
-        if (c->pending > sh->srv->cfg.max_pending && !c->over_since_ns)
-            c->over_since_ns = sh->now_ns;
-    }
     shard_push_dirty(sh, c);
     return true;
 }
@@ -436,8 +435,8 @@ void conn_on_send(struct conn *c, int res)
     }
     stat_add(&sh->stats.bytes_out, (uint64_t)res);
     queue_pop_sent(c, (size_t)res);
-    if (c->pending <= sh->srv->cfg.max_pending)
-        c->over_since_ns = 0;
+    if (res > 0)
+        c->progress_ns = sh->now_ns;
     if (c->flags & CONN_F_BACKLOG)
         backlog_update(c);
     if (c->flags & CONN_F_CLOSING)

@@ -112,7 +112,7 @@ struct conn {
     uint32_t inflight; /* SQEs naming this conn that have not completed */
     uint64_t id;
     uint64_t deadline_ns;     /* handshake or drain deadline, 0 = none */
-    uint64_t over_since_ns;   /* since when pending > max_pending, 0 = not over */
+    uint64_t progress_ns;     /* output last moved, or pending was under the limit */
     uint64_t stall_until_ns;  /* a stalled publisher reads again after this */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];

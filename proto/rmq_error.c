@@ -30,6 +30,8 @@ const char *rmq_err_str(int err)
         return "unknown frame kind";
     case RMQ_ECLOSED:
         return "connection closed";
+    case RMQ_ECORRUPT:
+        return "stored data is damaged";
     default:
         break;
     }

@@ -21,6 +21,7 @@
 #define RMQ_ESERVER (RMQ_ERRBASE - 7)    /* the server answered with an error */
 #define RMQ_EKIND (RMQ_ERRBASE - 8)      /* unknown frame kind */
 #define RMQ_ECLOSED (RMQ_ERRBASE - 9)    /* the connection was closed */
+#define RMQ_ECORRUPT (RMQ_ERRBASE - 10)  /* stored data is damaged or not ours */
 
 /*
  * Return a static, NUL-terminated description of err: one of the codes

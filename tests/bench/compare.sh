@@ -172,7 +172,8 @@ ROWS_ALL=(
     "1x16_4k|1 pub -> 16 subs, 4 KiB|--pubs 1 --subs 16 --size 4096 --msgs 20000|tput"
     "4x4_16|4 pubs -> 4 subs, 16 B|--pubs 4 --subs 4 --size 16 --msgs 1000000|scale"
     "4x4_256|4 pubs -> 4 subs, 256 B|--pubs 4 --subs 4 --size 256 --msgs 700000|scale"
-    "lat_256|latency 1 -> 1, 256 B at 20000 msgs/s|--pubs 1 --subs 1 --size 256 --msgs 40000 --latency --rate 20000|lat"
+    "lat_256|latency 1 -> 1, 256 B at 20000 msgs/s|--pubs 1 --subs 1 --size 256 --msgs 40000 \
+        --latency --rate 20000|lat"
 )
 ROWS=()
 for r in "${ROWS_ALL[@]}"; do
@@ -186,18 +187,20 @@ declare -A VALS FAILS
 RAW="$RESULTS/raw.jsonl"
 : >"$RAW"
 
-# run_one BROKER ID ARGS...: one bench run; records its values or a failure.
+# run_one BROKER ID RUN ARGS...: one bench run; records its values or a
+# failure. Each run has its own subject, so that nothing a broker still holds
+# from an earlier (failed) run can reach this run's subscribers.
 run_one() {
-    local broker=$1 id=$2 cmd rc json err
-    shift 2
+    local broker=$1 id=$2 run=$3 cmd rc json err
+    shift 3
     case "$broker" in
     nats) cmd=("$NATS_BENCH" --server "$HOST:$NATS_PORT") ;;
     ringmq) cmd=("$RINGMQ" --server "$HOST:$RMQ_PORT") ;;
     ringmq1) cmd=("$RINGMQ" --server "$HOST:$RMQ1_PORT") ;;
     esac
     rc=0
-    json=$(timeout -k 5 $((RUN_TIMEOUT + 20)) "${cmd[@]}" bench "bench.$id" "$@" --json \
-        --timeout $((RUN_TIMEOUT * 1000)) 2>"$RESULTS/last.err") || rc=$?
+    json=$(timeout -k 5 $((RUN_TIMEOUT + 20)) "${cmd[@]}" bench "bench.$id.r$run.$broker" "$@" \
+        --json --timeout $((RUN_TIMEOUT * 1000)) 2>"$RESULTS/last.err") || rc=$?
     err=$(tr '\n' ' ' <"$RESULTS/last.err")
     printf '{"row":"%s","server":"%s","rc":%d,"result":%s}\n' "$id" "$broker" "$rc" \
         "${json:-null}" >>"$RAW"
@@ -236,7 +239,7 @@ for run in $(seq 1 "$RUNS"); do
         done
         for b in "${order[@]}"; do
             # shellcheck disable=SC2086 # args is a list of words on purpose
-            run_one "$b" "$id" $args
+            run_one "$b" "$id" "$run" $args
         done
     done
 done
@@ -306,7 +309,8 @@ report() {
                     echo "| $label | $name us | $(cell "$a" "$fr") | $(cell "$b" "$fn") | $q |" \
                         "<= 1.00 | $(met "$(verdict "$q" "<=" 1.00)" "$fr") |"
                 else
-                    echo "| $label | $name us | $(cell "$a" "$fr") | $(cell "$b" "$fn") | $q | - | - |"
+                    echo "| $label | $name us | $(cell "$a" "$fr") | $(cell "$b" "$fn") | $q |" \
+                        "- | - |"
                 fi
             done
         else

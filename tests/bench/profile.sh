@@ -99,6 +99,14 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# top N FILE ARGS...: perf report ARGS on FILE, first N lines.
+top() {
+    local n=$1 f=$2
+    shift 2
+    perf report -i "$f" --no-children -q --stdio -g none "$@" >"$f.txt" 2>/dev/null || true
+    head -n "$n" "$f.txt"
+}
+
 bench() {
     timeout -k 5 120 "${CLIENT[@]}" bench prof.x "$@" --timeout 60000
 }
@@ -112,21 +120,17 @@ SUM="$OUTDIR/summary.txt"
     echo "## 1. perf record -e cpu-clock -g -p $PID (server only)"
     perf record -q -e cpu-clock -g -p "$PID" -o "$OUTDIR/server.perf.data" -- \
         "${CLIENT[@]}" bench prof.x "$@" --timeout 60000 | grep -E 'sub total|latency|lost' || true
-    perf report -i "$OUTDIR/server.perf.data" --no-children --sort dso,sym -q --stdio \
-        -g none 2>/dev/null | head -30
+    top 30 "$OUTDIR/server.perf.data" --sort dso,sym
 
     echo "## 2. perf record -e cpu-clock -g -a (all processes)"
     perf record -q -e cpu-clock -g -a -o "$OUTDIR/all.perf.data" -- \
         "${CLIENT[@]}" bench prof.x "$@" --timeout 60000 | grep -E 'sub total|latency|lost' || true
     echo "### by process"
-    perf report -i "$OUTDIR/all.perf.data" --no-children --sort comm -q --stdio -g none \
-        2>/dev/null | head -8
+    top 8 "$OUTDIR/all.perf.data" --sort comm
     echo "### by thread"
-    perf report -i "$OUTDIR/all.perf.data" --no-children --sort pid -q --stdio -g none \
-        2>/dev/null | head -12
+    top 12 "$OUTDIR/all.perf.data" --sort pid
     echo "### by process and symbol"
-    perf report -i "$OUTDIR/all.perf.data" --no-children --sort comm,dso,sym -q --stdio \
-        -g none 2>/dev/null | head -30
+    top 30 "$OUTDIR/all.perf.data" --sort comm,dso,sym
 
     echo "## 3. strace -c -f -p $PID (server syscalls)"
     strace -c -f -p "$PID" -o "$OUTDIR/server.strace" &
@@ -135,11 +139,11 @@ SUM="$OUTDIR/summary.txt"
     bench "$@" | grep -E 'sub total|lost' || true
     kill -INT "$STRACE" 2>/dev/null || true
     wait "$STRACE" 2>/dev/null || true
-    head -15 "$OUTDIR/server.strace"
+    sed -n 1,15p "$OUTDIR/server.strace"
 
     echo "## 4. strace -c -f (bench client syscalls)"
     strace -c -f -o "$OUTDIR/client.strace" "${CLIENT[@]}" bench prof.x "$@" --timeout 60000 |
         grep -E 'sub total|lost' || true
-    head -15 "$OUTDIR/client.strace"
+    sed -n 1,15p "$OUTDIR/client.strace"
 } 2>&1 | tee "$SUM"
 echo "summary: $SUM" >&2
