@@ -129,12 +129,25 @@ static void rbuf_stash(struct conn *c, const uint8_t *p, size_t n)
 {
     uint32_t need = (uint32_t)n;
     if (n >= CODEC_HDR_LEN) {
-        uint32_t body = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        need = CODEC_HDR_LEN + body; /* body <= max_body: codec_split checked */
+        need = CODEC_HDR_LEN + codec_be32(p); /* <= max_body: codec_split checked */
     }
     rbuf_reserve(c, need < CODEC_HDR_LEN ? CODEC_HDR_LEN : need);
     memcpy(c->rbuf, p, n);
     c->rlen = (uint32_t)n;
+}
+
+/* Move bytes from *p into rbuf until it holds upto bytes (rbuf has room).
+ * Returns true once it does. */
+static bool rbuf_fill(struct conn *c, const uint8_t **p, size_t *n, uint32_t upto)
+{
+    size_t take = upto - c->rlen < *n ? upto - c->rlen : *n;
+    if (c->rlen >= upto)
+        return true;
+    memcpy(c->rbuf + c->rlen, *p, take);
+    c->rlen += (uint32_t)take;
+    *p += take;
+    *n -= take;
+    return c->rlen == upto;
 }
 
 /* See conn.h. */
@@ -147,30 +160,16 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
 
     stat_add(&sh->stats.bytes_in, n);
     if (c->rlen) {
-        size_t take;
-        if (c->rlen < CODEC_HDR_LEN) {
-            take = CODEC_HDR_LEN - c->rlen < n ? CODEC_HDR_LEN - c->rlen : n;
-            memcpy(c->rbuf + c->rlen, p, take);
-            c->rlen += (uint32_t)take;
-            p += take;
-            n -= take;
-            if (c->rlen < CODEC_HDR_LEN)
-                return;
-        }
-        uint32_t blen = (uint32_t)c->rbuf[0] << 24 | (uint32_t)c->rbuf[1] << 16 |
-                        (uint32_t)c->rbuf[2] << 8 | c->rbuf[3];
+        uint32_t blen;
+        if (!rbuf_fill(c, &p, &n, CODEC_HDR_LEN))
+            return;
+        blen = codec_be32(c->rbuf);
         if (blen > max_body) {
             frame_too_big(c, blen);
             return;
         }
-        uint32_t total = CODEC_HDR_LEN + blen;
-        rbuf_reserve(c, total);
-        take = total - c->rlen < n ? total - c->rlen : n;
-        memcpy(c->rbuf + c->rlen, p, take);
-        c->rlen += (uint32_t)take;
-        p += take;
-        n -= take;
-        if (c->rlen < total)
+        rbuf_reserve(c, CODEC_HDR_LEN + blen);
+        if (!rbuf_fill(c, &p, &n, CODEC_HDR_LEN + blen))
             return;
         dispatch_frame(c, c->rbuf + CODEC_HDR_LEN, blen);
         rbuf_done(c);
@@ -180,8 +179,7 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
     while (n) {
         rc = codec_split(p, n, max_body, &body);
         if (rc < 0) {
-            frame_too_big(c,
-                          (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+            frame_too_big(c, codec_be32(p));
             return;
         }
         if (rc == 0) {

@@ -152,7 +152,7 @@ int codec_split(const uint8_t *buf, size_t len, uint32_t max_body, struct codec_
 {
     if (len < CODEC_HDR_LEN)
         return 0;
-    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+    uint32_t n = codec_be32(buf);
     if (n > max_body)
         return RMQ_EFRAME;
     if (len - CODEC_HDR_LEN < n)

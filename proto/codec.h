@@ -78,6 +78,12 @@ struct codec_msg {
     struct codec_span raw;
 };
 
+/* The big-endian u32 at p: a frame's length prefix. */
+static inline uint32_t codec_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /*
  * Look for one complete frame at the start of buf[0..len).
  * Returns 1 and sets *body to the frame's body (borrowed from buf; the frame
