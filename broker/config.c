@@ -20,6 +20,7 @@ void config_defaults(struct config *c)
     c->max_payload = 1024 * 1024;
     c->max_pending = 64ull * 1024 * 1024;
     c->slow_grace_ms = 1000;
+    c->zerocopy_min = 16384;
     c->max_conns = 100000;
     c->max_subs = 100000;
     c->shutdown_ms = 2000;
@@ -120,6 +121,8 @@ int config_set(struct config *c, const char *key, const char *val, char *err, si
         rc = config_parse_size(val, &v) || v < 4096;
         if (!rc)
             c->max_pending = v;
+    } else if (strcmp(key, "zerocopy-min") == 0) {
+        rc = set_u32(&c->zerocopy_min, val, 0, 1u << 30);
     } else if (strcmp(key, "slow-grace-ms") == 0) {
         rc = set_u32(&c->slow_grace_ms, val, 0, 600000);
     } else if (strcmp(key, "max-conns") == 0) {
@@ -213,6 +216,9 @@ static void usage(FILE *out)
                  "  --slow-grace-ms MS        how long a connection may stay over max-pending\n"
                  "                            before it is a slow consumer (1000; it is cut at\n"
                  "                            once over 8 x max-pending, at least 64M)\n"
+                 "  --zerocopy-min BYTES      send bodies of at least BYTES with SENDMSG_ZC\n"
+                 "                            (16K; 0 never; a connection whose zero-copy sends\n"
+                 "                            the kernel copies, e.g. loopback, stops using it)\n"
                  "  --max-conns N             client connections (default 100000)\n"
                  "  --max-subs N              subscriptions per connection (default 100000)\n"
                  "  --auth-token TOKEN        require this token in CONNECT\n"
@@ -298,6 +304,7 @@ void config_print(const struct config *c, FILE *out)
     fprintf(out, "max-payload = %u\n", c->max_payload);
     fprintf(out, "max-pending = %llu\n", (unsigned long long)c->max_pending);
     fprintf(out, "slow-grace-ms = %u\n", c->slow_grace_ms);
+    fprintf(out, "zerocopy-min = %u\n", c->zerocopy_min);
     fprintf(out, "max-conns = %u\n", c->max_conns);
     fprintf(out, "max-subs = %u\n", c->max_subs);
     fprintf(out, "shutdown-timeout-ms = %u\n", c->shutdown_ms);

@@ -20,6 +20,7 @@ struct config {
     uint16_t listen_port;
     unsigned shards;        /* 0: online CPUs */
     uint32_t max_payload;   /* bytes */
+    uint32_t zerocopy_min;  /* bodies this big go out with SENDMSG_ZC; 0: never */
     uint64_t max_pending;   /* bytes queued per connection before slow consumer */
     unsigned slow_grace_ms; /* how long pending may stay over max_pending */
     uint32_t max_conns;     /* per broker */

@@ -316,7 +316,8 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
     return true;
 }
 
-static struct iovblk *blk_get(struct shard *sh)
+/* See conn.h. */
+struct iovblk *blk_get(struct shard *sh)
 {
     struct iovblk *b = sh->free_blks;
     if (b) {
@@ -326,7 +327,8 @@ static struct iovblk *blk_get(struct shard *sh)
     return xmalloc(sizeof(*b));
 }
 
-static void blk_put(struct shard *sh, struct iovblk *b)
+/* See conn.h. */
+void blk_put(struct shard *sh, struct iovblk *b)
 {
     b->next = sh->free_blks;
     sh->free_blks = b;
@@ -340,6 +342,11 @@ void conn_flush(struct conn *c)
     struct iovblk *b;
     unsigned n = 0, items = 0;
     size_t bytes = 0;
+    uint32_t zc_min = sh->srv->cfg.zerocopy_min;
+    bool zc = false;
+
+    if (!zc_min || (c->flags & CONN_F_NOZC))
+        zc_min = UINT32_MAX;
 
     if ((c->flags & (CONN_F_SENDING | CONN_F_CLOSING)) || c->qhead == c->qtail)
         return;
@@ -350,6 +357,8 @@ void conn_flush(struct conn *c)
         if (bytes >= SEND_BATCH_BYTES)
             break;
         items++;
+        if (it->body && it->body->len >= zc_min)
+            zc = true;
         if (off < it->plen) {
             memcpy(b->pre[items - 1], it->prefix + off, it->plen - off);
             b->iov[n].iov_base = b->pre[items - 1];
@@ -369,8 +378,25 @@ void conn_flush(struct conn *c)
     c->blk = b;
     c->sendn = items;
     sqe = shard_sqe(sh);
-    io_uring_prep_sendmsg(sqe, c->fd, &b->mh, MSG_NOSIGNAL | MSG_WAITALL);
-    io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
+    if (zc) {
+        /* The kernel reads the bodies until the NOTIF, even after the
+         * first CQE and even if the conn closes: the block holds its own
+         * reference to each of them until then. */
+        b->conn = c;
+        b->nzc = 0;
+        for (uint32_t i = 0; i < items; i++) {
+            struct outitem *it = &c->q[(c->qhead + i) & (c->qcap - 1)];
+            if (it->body)
+                b->zc[b->nzc++] = msgbuf_ref(it->body);
+        }
+        io_uring_prep_sendmsg_zc(sqe, c->fd, &b->mh, MSG_NOSIGNAL | MSG_WAITALL);
+        sqe->ioprio |= RMQ_SEND_ZC_REPORT_USAGE;
+        io_uring_sqe_set_data64(sqe, ud_make(b, UD_SENDZC));
+        stat_add(&sh->stats.zc_sends, 1);
+    } else {
+        io_uring_prep_sendmsg(sqe, c->fd, &b->mh, MSG_NOSIGNAL | MSG_WAITALL);
+        io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
+    }
     c->flags |= CONN_F_SENDING;
     c->inflight++;
     stat_add(&sh->stats.sends, 1);
@@ -418,11 +444,12 @@ static void queue_clear(struct conn *c)
 }
 
 /* See conn.h. */
-void conn_on_send(struct conn *c, int res)
+void conn_on_send(struct conn *c, int res, bool keep_blk)
 {
     struct shard *sh = c->sh;
     c->flags &= ~CONN_F_SENDING;
-    blk_put(sh, c->blk);
+    if (!keep_blk)
+        blk_put(sh, c->blk);
     c->blk = NULL;
     if (res < 0) {
         if (!(c->flags & CONN_F_CLOSING))
@@ -445,6 +472,26 @@ void conn_on_send(struct conn *c, int res)
     }
     if (c->flags & CONN_F_DRAINING)
         conn_close(c);
+}
+
+/* See conn.h. */
+void conn_zc_done(struct iovblk *b, int notif_res, bool notif)
+{
+    struct conn *c = b->conn;
+    struct shard *sh = c->sh;
+    for (uint32_t i = 0; i < b->nzc; i++)
+        xshard_unref(sh, b->zc[i]);
+    b->nzc = 0;
+    if (notif && (notif_res & RMQ_NOTIF_USAGE_ZC_COPIED)) {
+        stat_add(&sh->stats.zc_copied, 1);
+        if (++c->zc_copied == CONN_ZC_COPIED_MAX && !(c->flags & CONN_F_NOZC)) {
+            c->flags |= CONN_F_NOZC;
+            log_debug("[s%u] conn %llu: the kernel copied %u zero-copy sends (loopback?); "
+                      "plain sends from now on",
+                      sh->id, (unsigned long long)c->id, c->zc_copied);
+        }
+    }
+    blk_put(sh, b);
 }
 
 /* See conn.h. */

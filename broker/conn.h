@@ -22,8 +22,26 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n);
 /* The recv multishot finished with res (<= 0) or ended; see conn.c. */
 void conn_on_recv_end(struct conn *c, int res);
 
-/* The in-flight sendmsg completed with res. */
-void conn_on_send(struct conn *c, int res);
+/* The in-flight sendmsg completed with res. keep_blk: it was a zero-copy
+ * send whose NOTIF is still to come; its iovblk stays alive until then. */
+void conn_on_send(struct conn *c, int res, bool keep_blk);
+
+/* liburing 2.3 lacks these (kernel 6.1 names); see IOURING.md section 9. */
+#define RMQ_SEND_ZC_REPORT_USAGE (1U << 3)
+#define RMQ_NOTIF_USAGE_ZC_COPIED (1U << 31)
+/* After this many copied zero-copy sends a conn uses plain sends. */
+#define CONN_ZC_COPIED_MAX 4
+
+/*
+ * A zero-copy send is over for the kernel (its NOTIF, or a first CQE
+ * without F_MORE): drop the body references the block held and free it.
+ * notif_res is the NOTIF's res (usage report) when notif is true.
+ */
+void conn_zc_done(struct iovblk *b, int notif_res, bool notif);
+
+/* The shard's pool of iovec blocks. */
+struct iovblk *blk_get(struct shard *sh);
+void blk_put(struct shard *sh, struct iovblk *b);
 
 /* Submit one sendmsg with everything queued, if none is in flight. */
 void conn_flush(struct conn *c);

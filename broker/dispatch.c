@@ -18,6 +18,7 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -300,35 +301,55 @@ static void route_local(struct shard *sh, const char *subj, const char *data, si
     free(frame);
 }
 
+/* The $SYS.REQ.STATS fields: JSON name and counter, summed over shards. */
+static const struct {
+    const char *name;
+    size_t off;
+} stat_fields[] = {
+#define STAT_FIELD(json, field)                                                                    \
+    {                                                                                              \
+        json, offsetof(struct shard_stats, field)                                                  \
+    }
+    STAT_FIELD("connections_total", conns_total),
+    STAT_FIELD("connections", conns_now),
+    STAT_FIELD("msgs_in", msgs_in),
+    STAT_FIELD("bytes_in", bytes_in),
+    STAT_FIELD("msgs_out", msgs_out),
+    STAT_FIELD("bytes_out", bytes_out),
+    STAT_FIELD("slow_consumers", slow_consumers),
+    STAT_FIELD("bad_frames", bad_frames),
+    STAT_FIELD("bad_subjects", bad_subjects),
+    STAT_FIELD("payload_too_big", too_big),
+    STAT_FIELD("enobufs", enobufs),
+    STAT_FIELD("subscriptions", subs_now),
+    STAT_FIELD("sends", sends),
+    STAT_FIELD("send_iovecs", send_iovs),
+    STAT_FIELD("xshard_deliveries", xdeliver),
+    STAT_FIELD("xshard_doorbells", xdoorbells),
+    STAT_FIELD("publisher_stalls", stalls),
+    STAT_FIELD("zerocopy_sends", zc_sends),
+    STAT_FIELD("zerocopy_copied", zc_copied),
+#undef STAT_FIELD
+};
+
 static void sys_stats(struct conn *c, const struct codec_msg *m)
 {
     struct server *srv = c->sh->srv;
     char json[2048], reply[SUBJECT_MAX_LEN + 1];
-    uint64_t v[17] = {0};
     size_t n;
 
-    for (unsigned i = 0; i < srv->nshards; i++) {
-        struct shard_stats *st = &srv->shards[i].stats;
-        _Atomic uint64_t *f[17] = {&st->conns_total,    &st->conns_now,  &st->msgs_in,
-                                   &st->bytes_in,       &st->msgs_out,   &st->bytes_out,
-                                   &st->slow_consumers, &st->bad_frames, &st->bad_subjects,
-                                   &st->too_big,        &st->enobufs,    &st->subs_now,
-                                   &st->sends,          &st->send_iovs,  &st->xdeliver,
-                                   &st->xdoorbells,     &st->stalls};
-        for (int k = 0; k < 17; k++)
-            v[k] += stat_get(f[k]);
+    n = (size_t)snprintf(json, sizeof(json),
+                         "{\"server_id\":\"%s\",\"version\":\"%s\",\"shards\":%u", srv->server_id,
+                         RMQ_VERSION, srv->nshards);
+    for (size_t k = 0; k < sizeof(stat_fields) / sizeof(stat_fields[0]) && n < sizeof(json); k++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < srv->nshards; i++)
+            v += stat_get((_Atomic uint64_t *)((char *)&srv->shards[i].stats + stat_fields[k].off));
+        n += (size_t)snprintf(json + n, sizeof(json) - n, ",\"%s\":%" PRIu64, stat_fields[k].name,
+                              v);
     }
-    n = (size_t)snprintf(
-        json, sizeof(json),
-        "{\"server_id\":\"%s\",\"version\":\"%s\",\"shards\":%u,"
-        "\"connections_total\":%" PRIu64 ",\"connections\":%" PRIu64 ",\"msgs_in\":%" PRIu64
-        ",\"bytes_in\":%" PRIu64 ",\"msgs_out\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-        ",\"slow_consumers\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"bad_subjects\":%" PRIu64
-        ",\"payload_too_big\":%" PRIu64 ",\"enobufs\":%" PRIu64 ",\"subscriptions\":%" PRIu64
-        ",\"sends\":%" PRIu64 ",\"send_iovecs\":%" PRIu64 ",\"xshard_deliveries\":%" PRIu64
-        ",\"xshard_doorbells\":%" PRIu64 ",\"publisher_stalls\":%" PRIu64 "}",
-        srv->server_id, RMQ_VERSION, srv->nshards, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-        v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]);
+    if (n < sizeof(json) - 1)
+        json[n++] = '}';
     memcpy(reply, m->reply.p, m->reply.len);
     reply[m->reply.len] = '\0';
     route_local(c->sh, reply, json, n < sizeof(json) ? n : sizeof(json) - 1);

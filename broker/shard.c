@@ -284,9 +284,28 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
         break;
     case UD_SEND:
         c->inflight--;
-        conn_on_send(c, cqe->res);
+        conn_on_send(c, cqe->res, false);
         conn_maybe_release(c);
         break;
+    case UD_SENDZC: {
+        /* Two CQEs: the send's (F_MORE set when a NOTIF follows), then the
+         * NOTIF, which alone says the kernel is done with the buffers. */
+        struct iovblk *b = p;
+        c = b->conn;
+        if (cqe->flags & IORING_CQE_F_NOTIF) {
+            conn_zc_done(b, cqe->res, true);
+            c->inflight--;
+        } else {
+            bool more = cqe->flags & IORING_CQE_F_MORE;
+            conn_on_send(c, cqe->res, true); /* b is freed by conn_zc_done */
+            if (!more) {
+                c->inflight--;
+                conn_zc_done(b, 0, false);
+            }
+        }
+        conn_maybe_release(c);
+        break;
+    }
     case UD_WAKE:
     case UD_IGNORE:
     default:

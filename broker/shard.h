@@ -41,6 +41,7 @@ enum ud_tag {
     UD_SEND = 3,
     UD_IGNORE = 4, /* cancel, close: nothing to do on completion */
     UD_WAKE = 5,   /* MSG_RING doorbell from the main thread */
+    UD_SENDZC = 6, /* a zero-copy sendmsg; the pointer is its struct iovblk */
 };
 #define UD_TAG_MASK 7ull
 
@@ -55,7 +56,7 @@ struct shard_stats {
     _Atomic uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
     _Atomic uint64_t slow_consumers, bad_frames, bad_subjects, too_big;
     _Atomic uint64_t enobufs, subs_now, sends, send_iovs;
-    _Atomic uint64_t xdeliver, xdoorbells, stalls;
+    _Atomic uint64_t xdeliver, xdoorbells, stalls, zc_sends, zc_copied;
 };
 
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
@@ -84,6 +85,9 @@ struct outitem {
  * point at: queue items move when the queue grows, this block does not. */
 struct iovblk {
     struct iovblk *next;
+    struct conn *conn; /* zero-copy: the conn it was sent on */
+    uint32_t nzc;      /* zero-copy: references held in zc[] until the NOTIF */
+    struct msgbuf *zc[IOV_BATCH / 2];
     struct msghdr mh;
     struct iovec iov[IOV_BATCH];
     uint8_t pre[IOV_BATCH / 2][32];
@@ -103,6 +107,7 @@ enum conn_flags {
     CONN_F_NOREAD = 1 << 10,  /* shutdown: recv cancelled, output goes on */
     CONN_F_BACKLOG = 1 << 11, /* pending over the shard\'s backlog mark */
     CONN_F_STALLED = 1 << 12, /* a publisher paused for back-pressure */
+    CONN_F_NOZC = 1 << 13,    /* the kernel copied our zero-copy sends: plain sends only */
 };
 
 struct conn {
@@ -114,6 +119,7 @@ struct conn {
     uint64_t deadline_ns;     /* handshake or drain deadline, 0 = none */
     uint64_t progress_ns;     /* output last moved, or pending was under the limit */
     uint64_t stall_until_ns;  /* a stalled publisher reads again after this */
+    uint32_t zc_copied;       /* zero-copy sends the kernel reported as copied */
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];

@@ -1,16 +1,15 @@
 /*
- * nats_bench.c - the `ringmq bench` harness (client/cli_bench.c) with a
- * libnats transport, so that nats-server and ringmqd are measured by
- * equivalent C clients running the same workloads and printing the same
- * report (text and --json, with "broker":"nats").
+ * nats_bench.c - the `ringmq bench` harness (client/bench_harness.c) on a
+ * libnats transport, so that nats-server and ringmqd are measured by the
+ * same C harness running the same workloads and printing the same report
+ * (text and --json, with "broker":"nats").
  *
  *   nats_bench [--server HOST:PORT] [bench] SUBJECT [--pubs P] [--subs S]
  *              [--msgs N] [--size BYTES] [--queue GROUP] [--latency]
  *              [--rate MSGS_PER_S] [--timeout MS] [--json]
  *
- * Everything outside the "Transport" and "Entry point" sections is the same
- * code as in cli_bench.c (`diff` the two files to check); see there for the
- * phases, the payload layout and the bounds on every wait.
+ * See client/bench_harness.c for the phases, the payload layout and the
+ * bounds on every wait. This file is only the transport and main().
  *
  * libnats specifics, chosen to match what libringmq does:
  * - Subscriber callbacks run on the subscription's delivery thread (the
@@ -25,278 +24,67 @@
  *   soon as it is woken. Throughput runs keep the default buffering.
  *
  * Build (tests/bench/compare.sh does this): needs libnats-dev,
- *   cc -O2 tests/bench/nats_bench.c -lnats -lpthread -o BUILD/nats_bench
+ *   cc -std=c11 -O2 -D_GNU_SOURCE tests/bench/nats_bench.c
+ *      client/bench_harness.c -Iclient -lnats -lpthread -o BUILD/nats_bench
  *
  * Exit codes as `ringmq`: 0 ok, 1 other error, 2 usage, 3 cannot connect,
  * 4 invalid subject, 5 timeout, 6 server error or connection lost, 7 lost.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <nats/nats.h>
 
-/* The exit codes of client/cli.h. */
-#define CLI_EXIT_OK 0
-#define CLI_EXIT_ERROR 1
-#define CLI_EXIT_USAGE 2
-#define CLI_EXIT_CONNECT 3
-#define CLI_EXIT_SUBJECT 4
-#define CLI_EXIT_TIMEOUT 5
-#define CLI_EXIT_SERVER 6
-#define CLI_EXIT_LOST 7
-
-/* Parse a non-negative decimal integer option value (as client/cli.c). */
-static bool cli_parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
-#define BENCH_SETUP_MS 10000
-#define BENCH_MAX_THREADS 256
-#define BENCH_IDLE_MS 3000          /* publishers done, nothing arrives: stop */
-#define BENCH_TICK_NS 1000000       /* control loop period */
-#define BENCH_BAR_NS 100000000      /* progress bar redraw period */
-#define BENCH_LAT_RATE 20000        /* default --rate with --latency */
-#define BENCH_LAT_MAX 50000000ull   /* latency samples kept, N*S at most */
-#define BENCH_DEFAULT_TIMEOUT 60000 /* ms */
-
-struct bench;
-
-struct bench_sub {
-    struct bench *b;
-    pthread_t th;
-    _Atomic uint64_t n;      /* messages received; written by one thread */
-    _Atomic uint64_t dups;   /* --queue: sequence numbers seen twice */
-    _Atomic int64_t last_ns; /* time of the last message */
-    _Atomic int down;        /* connection lost: the error, else 0 */
-    uint64_t *lat;           /* --latency: one-way latency samples in ns */
-    uint64_t nlat, lat_cap;
-    int rc; /* setup error */
-};
-
-struct bench_pub {
-    struct bench *b;
-    pthread_t th;
-    uint64_t first, msgs; /* sequence numbers first..first+msgs-1 */
-    _Atomic uint64_t sent;
-    _Atomic bool done;
-    int64_t end_ns;
-    int rc;
-    uint8_t *payload;
-};
-
-struct bench {
-    const char *server;
-    const char *subject;
-    const char *queue;
-    uint64_t msgs, size, pubs, subs, timeout_ms, rate;
-    bool json, latency;
-    _Atomic uint64_t *seen; /* --queue: bitmap of sequence numbers */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned ready;    /* threads connected (and, for subs, subscribed) */
-    bool go;           /* the start gate is open */
-    bool abort;        /* setup failed: everyone leaves */
-    _Atomic bool stop; /* the measured phase is over */
-    int64_t t0_ns;
-    int64_t deadline_ns; /* t0 + timeout */
-};
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static struct timespec ns_to_ts(int64_t ns)
-{
-    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
-    return ts;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static void bench_ready(struct bench *b)
-{
-    pthread_mutex_lock(&b->mu);
-    b->ready++;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* Wait for the gate; false if the bench was aborted or it stayed shut. */
-static bool bench_gate(struct bench *b)
-{
-    struct timespec dl = ns_to_ts(now_ns() + (int64_t)BENCH_SETUP_MS * 2 * 1000000);
-    bool go;
-
-    pthread_mutex_lock(&b->mu);
-    while (!b->go && !b->abort)
-        if (pthread_cond_timedwait(&b->cv, &b->mu, &dl) == ETIMEDOUT)
-            break;
-    go = b->go && !b->abort;
-    pthread_mutex_unlock(&b->mu);
-    return go;
-}
-
-/* Wait until the main thread ends the measured phase (or the setup failed),
- * at most until the deadline plus the setup time. */
-static void bench_wait_stop(struct bench *b)
-{
-    int64_t end = b->deadline_ns ? b->deadline_ns : now_ns();
-    struct timespec dl = ns_to_ts(end + (int64_t)BENCH_SETUP_MS * 3 * 1000000);
-
-    pthread_mutex_lock(&b->mu);
-    while (!atomic_load(&b->stop) && !b->abort)
-        if (pthread_cond_timedwait(&b->cv, &b->mu, &dl) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* One message arrived at subscriber s (its client's delivery thread). */
-static void bench_sub_got(struct bench_sub *s, const uint8_t *p, size_t len)
-{
-    struct bench *b = s->b;
-    int64_t now = now_ns();
-    uint64_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
-
-    if (b->seen != NULL && len >= 8) {
-        uint64_t seq = get_u64(p);
-        if (seq < b->msgs) {
-            uint64_t bit = 1ull << (seq & 63);
-            uint64_t old = atomic_fetch_or_explicit(&b->seen[seq >> 6], bit, memory_order_relaxed);
-            if (old & bit)
-                atomic_fetch_add_explicit(&s->dups, 1, memory_order_relaxed);
-        }
-    }
-    if (b->latency && len >= 16 && s->nlat < s->lat_cap) {
-        int64_t sent = (int64_t)get_u64(p + 8);
-        s->lat[s->nlat++] = now > sent ? (uint64_t)(now - sent) : 0;
-    }
-    atomic_store_explicit(&s->last_ns, now, memory_order_relaxed);
-    atomic_store_explicit(&s->n, n + 1, memory_order_release);
-}
-
-/* Milliseconds until deadline, at least 1 (for flush timeouts). */
-static int ms_left(int64_t deadline)
-{
-    int64_t ms = (deadline - now_ns()) / 1000000;
-    return ms < 1 ? 1 : ms > 3600000 ? 3600000 : (int)ms;
-}
-
-/* Publish one message of b->size bytes; 0 or an error of the transport. */
-typedef int (*bench_publish_fn)(void *conn, const struct bench *b, const uint8_t *data);
-
-/*
- * The publisher's measured loop: p->msgs messages, stamped with their
- * sequence number (and with --latency the time), paced to --rate / P with
- * absolute sleeps from t0 so that a late message does not shift the ones
- * after it. Stops early on the deadline or the stop flag. Returns 0 or the
- * first publish error. Publisher thread.
- */
-static int bench_pub_loop(struct bench_pub *p, void *conn, bench_publish_fn publish)
-{
-    struct bench *b = p->b;
-    double period = b->rate ? 1e9 * (double)b->pubs / (double)b->rate : 0;
-
-    for (uint64_t i = 0; i < p->msgs && !atomic_load_explicit(&b->stop, memory_order_relaxed);
-         i++) {
-        int rc;
-        if (period > 0) {
-            int64_t at = b->t0_ns + (int64_t)(period * (double)i);
-            if (at >= b->deadline_ns)
-                break;
-            if (at > now_ns()) {
-                struct timespec ts = ns_to_ts(at);
-                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-                    ;
-            }
-        } else if ((i & 1023) == 0 && now_ns() >= b->deadline_ns) {
-            break;
-        }
-        if (b->size >= 8)
-            put_u64(p->payload, p->first + i);
-        if (b->latency)
-            put_u64(p->payload + 8, (uint64_t)now_ns());
-        rc = publish(conn, b, p->payload);
-        if (rc != 0)
-            return rc;
-        atomic_store_explicit(&p->sent, atomic_load_explicit(&p->sent, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-    }
-    return 0;
-}
+#include "bench_harness.h"
 
 /* ---- Transport: libnats ---- */
 
-#define BENCH_BROKER "nats"     /* in the report */
-#define BENCH_PROG "nats_bench" /* in messages */
+/* One bench connection: the connection, its subscription and the harness's
+ * callbacks (called from libnats threads). */
+struct nconn {
+    natsConnection *nc;
+    natsSubscription *sub;
+    bench_msg_fn msg;
+    void *msg_arg;
+    bench_down_fn down;
+    void *down_arg;
+};
 
 static void sub_cb(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
+    struct nconn *c = arg;
     (void)nc;
     (void)sub;
-    bench_sub_got(arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    c->msg(c->msg_arg, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
     natsMsg_Destroy(m);
-}
-
-static void sub_set_down(struct bench_sub *s, int err)
-{
-    int zero = 0;
-    atomic_compare_exchange_strong(&s->down, &zero, err);
 }
 
 static void sub_closed(natsConnection *nc, void *arg)
 {
+    struct nconn *c = arg;
     (void)nc;
-    sub_set_down(arg, NATS_CONNECTION_CLOSED);
+    c->down(c->down_arg, NATS_CONNECTION_CLOSED);
 }
 
 /* Asynchronous errors: a slow consumer (messages dropped) or a server error. */
 static void sub_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *arg)
 {
+    struct nconn *c = arg;
     (void)nc;
     (void)sub;
-    sub_set_down(arg, (int)err);
+    c->down(c->down_arg, (int)err);
 }
 
-/* Options for one bench connection to b->server. */
-static natsStatus bench_opts(const struct bench *b, const char *name, natsOptions **out)
+/* Options for one bench connection to server. */
+static natsStatus bench_opts(const char *server, const char *name, natsOptions **out)
 {
     char url[300];
     natsStatus st;
 
-    snprintf(url, sizeof(url), "nats://%s", b->server);
+    snprintf(url, sizeof(url), "nats://%s", server);
     st = natsOptions_Create(out);
     if (st == NATS_OK)
         st = natsOptions_SetURL(*out, url);
@@ -309,89 +97,93 @@ static natsStatus bench_opts(const struct bench *b, const char *name, natsOption
     return st;
 }
 
-static void *sub_main(void *arg)
+static int n_connect(const struct bench_conn_opts *bo, void **conn)
 {
-    struct bench_sub *s = arg;
-    struct bench *b = s->b;
-    natsConnection *nc = NULL;
-    natsSubscription *sub = NULL;
+    struct nconn *c = calloc(1, sizeof(*c));
     natsOptions *o = NULL;
+    natsStatus st;
 
-    s->rc = (int)bench_opts(b, "nats-bench-sub", &o);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsOptions_SetDisconnectedCB(o, sub_closed, s);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsOptions_SetClosedCB(o, sub_closed, s);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsOptions_SetErrorHandler(o, sub_error, s);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsConnection_Connect(&nc, o);
+    *conn = NULL;
+    if (c == NULL)
+        return (int)NATS_NO_MEMORY;
+    st = bench_opts(bo->server, bo->sub ? "nats-bench-sub" : "nats-bench-pub", &o);
+    if (bo->sub && bo->down != NULL) {
+        c->down = bo->down;
+        c->down_arg = bo->down_arg;
+        if (st == NATS_OK)
+            st = natsOptions_SetDisconnectedCB(o, sub_closed, c);
+        if (st == NATS_OK)
+            st = natsOptions_SetClosedCB(o, sub_closed, c);
+        if (st == NATS_OK)
+            st = natsOptions_SetErrorHandler(o, sub_error, c);
+    }
+    if (st == NATS_OK && !bo->sub && bo->latency)
+        st = natsOptions_SetSendAsap(o, true);
+    if (st == NATS_OK)
+        st = natsConnection_Connect(&c->nc, o);
     natsOptions_Destroy(o);
-    if (s->rc != NATS_OK) {
-        bench_ready(b);
-        return NULL;
+    if (st != NATS_OK) {
+        natsConnection_Destroy(c->nc);
+        free(c);
+        return (int)st;
     }
-    if (b->queue != NULL)
-        s->rc = (int)natsConnection_QueueSubscribe(&sub, nc, b->subject, b->queue, sub_cb, s);
+    *conn = c;
+    return 0;
+}
+
+static int n_check_size(void *conn, uint64_t size)
+{
+    struct nconn *c = conn;
+    return (int64_t)size > natsConnection_GetMaxPayload(c->nc) ? (int)NATS_MAX_PAYLOAD : 0;
+}
+
+static int n_subscribe(void *conn, const char *subject, const char *queue, bench_msg_fn cb,
+                       void *arg)
+{
+    struct nconn *c = conn;
+    natsStatus st;
+
+    c->msg = cb;
+    c->msg_arg = arg;
+    if (queue != NULL)
+        st = natsConnection_QueueSubscribe(&c->sub, c->nc, subject, queue, sub_cb, c);
     else
-        s->rc = (int)natsConnection_Subscribe(&sub, nc, b->subject, sub_cb, s);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsSubscription_SetPendingLimits(sub, -1, -1);
-    if (s->rc == NATS_OK)
-        s->rc = (int)natsConnection_FlushTimeout(nc, BENCH_SETUP_MS);
-    bench_ready(b);
-    if (s->rc == NATS_OK && bench_gate(b))
-        bench_wait_stop(b);
-    if (sub != NULL) {
-        natsSubscription_Unsubscribe(sub);
-        natsSubscription_Destroy(sub);
-    }
-    natsConnection_Destroy(nc);
-    return NULL;
+        st = natsConnection_Subscribe(&c->sub, c->nc, subject, sub_cb, c);
+    if (st == NATS_OK)
+        st = natsSubscription_SetPendingLimits(c->sub, -1, -1);
+    return (int)st;
 }
 
 /* Publish one message; libnats writes inline when its buffer is full. */
-static int pub_one(void *conn, const struct bench *b, const uint8_t *data)
+static int n_publish(void *conn, const char *subject, const uint8_t *data, size_t len,
+                     int64_t deadline_ns)
 {
-    return (int)natsConnection_Publish(conn, b->subject, data, (int)b->size);
+    struct nconn *c = conn;
+    (void)deadline_ns;
+    return (int)natsConnection_Publish(c->nc, subject, data, (int)len);
 }
 
-static void *pub_main(void *arg)
+static int n_flush(void *conn, int timeout_ms)
 {
-    struct bench_pub *p = arg;
-    struct bench *b = p->b;
-    natsConnection *nc = NULL;
-    natsOptions *o = NULL;
-
-    p->rc = (int)bench_opts(b, "nats-bench-pub", &o);
-    if (p->rc == NATS_OK && b->latency)
-        p->rc = (int)natsOptions_SetSendAsap(o, true);
-    if (p->rc == NATS_OK)
-        p->rc = (int)natsConnection_Connect(&nc, o);
-    natsOptions_Destroy(o);
-    if (p->rc == NATS_OK && (int64_t)b->size > natsConnection_GetMaxPayload(nc))
-        p->rc = NATS_MAX_PAYLOAD;
-    bench_ready(b);
-    if (p->rc != NATS_OK) {
-        natsConnection_Destroy(nc);
-        atomic_store(&p->done, true);
-        return NULL;
-    }
-    if (bench_gate(b)) {
-        p->rc = bench_pub_loop(p, nc, pub_one);
-        if (p->rc == NATS_OK)
-            p->rc = (int)natsConnection_FlushTimeout(nc, ms_left(b->deadline_ns));
-    }
-    p->end_ns = now_ns();
-    atomic_store_explicit(&p->done, true, memory_order_release);
-    natsConnection_Destroy(nc);
-    return NULL;
+    struct nconn *c = conn;
+    return (int)natsConnection_FlushTimeout(c->nc, timeout_ms);
 }
 
-/* Error of a setup that failed without one of its own (a thread, a wait). */
-#define BENCH_ESETUP ((int)NATS_TIMEOUT)
+static void n_close(void *conn)
+{
+    struct nconn *c = conn;
 
-static const char *bench_strerror(int err)
+    if (c == NULL)
+        return;
+    if (c->sub != NULL) {
+        natsSubscription_Unsubscribe(c->sub);
+        natsSubscription_Destroy(c->sub);
+    }
+    natsConnection_Destroy(c->nc);
+    free(c);
+}
+
+static const char *n_strerror(int err)
 {
     return natsStatus_GetText((natsStatus)err);
 }
@@ -399,7 +191,7 @@ static const char *bench_strerror(int err)
 /* A subject without wildcards, as rmq_subject_check(s, false): 1..256 bytes
  * of non-empty '.'-separated tokens, no byte below 0x21, no 0x7f, no "*" or
  * ">" token. */
-static bool bench_subject_ok(const char *s)
+static bool n_subject_ok(const char *s)
 {
     size_t len = strlen(s), tok = 0;
 
@@ -423,532 +215,45 @@ static bool bench_subject_ok(const char *s)
 }
 
 /* Exit code for an error of a run. */
-static int bench_exit_code(int err)
+static int n_exit_code(int err)
 {
     switch (err) {
     case NATS_OK:
-        return CLI_EXIT_OK;
+        return BENCH_EXIT_OK;
     case NATS_TIMEOUT:
-        return CLI_EXIT_TIMEOUT;
+        return BENCH_EXIT_TIMEOUT;
     case NATS_NO_MEMORY:
-        return CLI_EXIT_ERROR;
+        return BENCH_EXIT_ERROR;
     case NATS_INVALID_SUBJECT:
-        return CLI_EXIT_SUBJECT;
+        return BENCH_EXIT_SUBJECT;
     default:
-        return CLI_EXIT_SERVER;
+        return BENCH_EXIT_SERVER;
     }
 }
 
 /* Exit code for an error that made the setup fail. */
-static int bench_setup_exit(int err)
+static int n_setup_exit_code(int err)
 {
     if (err == NATS_NO_SERVER || err == NATS_IO_ERROR || err == NATS_TIMEOUT)
-        return CLI_EXIT_CONNECT;
-    return bench_exit_code(err);
+        return BENCH_EXIT_CONNECT;
+    return n_exit_code(err);
 }
 
-/* ---- Report ---- */
-
-static double rate(double n, double secs)
-{
-    return secs > 0 ? n / secs : 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Latency percentiles in microseconds: p50 p90 p99 p99.9 max. */
-struct bench_lat {
-    uint64_t n;
-    double q[5];
+static const struct bench_transport nats_transport = {
+    .broker = "nats",
+    .prog = "nats_bench",
+    .esetup = (int)NATS_TIMEOUT, /* a setup failed without an error of its own */
+    .connect = n_connect,
+    .check_size = n_check_size,
+    .subscribe = n_subscribe,
+    .publish = n_publish,
+    .flush = n_flush,
+    .close = n_close,
+    .strerror = n_strerror,
+    .subject_ok = n_subject_ok,
+    .exit_code = n_exit_code,
+    .setup_exit_code = n_setup_exit_code,
 };
-
-static const double lat_q[5] = {0.50, 0.90, 0.99, 0.999, 1.0};
-static const char *const lat_name[5] = {"p50", "p90", "p99", "p99_9", "max"};
-
-/* Merge the subscribers' samples and take the percentiles (nearest rank). */
-static int lat_compute(struct bench *b, struct bench_sub *subs, struct bench_lat *out)
-{
-    uint64_t n = 0, k = 0;
-    uint64_t *all;
-
-    memset(out, 0, sizeof(*out));
-    for (uint64_t i = 0; i < b->subs; i++)
-        n += subs[i].nlat;
-    if (n == 0)
-        return 0;
-    all = malloc(n * sizeof(*all));
-    if (all == NULL)
-        return -ENOMEM;
-    for (uint64_t i = 0; i < b->subs; i++) {
-        memcpy(all + k, subs[i].lat, subs[i].nlat * sizeof(*all));
-        k += subs[i].nlat;
-    }
-    qsort(all, n, sizeof(*all), cmp_u64);
-    out->n = n;
-    for (int j = 0; j < 5; j++) {
-        double r = lat_q[j] * (double)n;
-        uint64_t idx = (uint64_t)r;
-        if ((double)idx < r)
-            idx++;
-        idx = idx ? idx - 1 : 0;
-        if (idx >= n)
-            idx = n - 1;
-        out->q[j] = (double)all[idx] / 1e3;
-    }
-    free(all);
-    return 0;
-}
-
-/* Print s as a JSON string. */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
-
-static void bar_draw(uint64_t done, uint64_t total, double secs)
-{
-    int width = 30, fill = total ? (int)((double)done * width / (double)total) : width;
-    char bar[32];
-
-    if (fill > width)
-        fill = width;
-    memset(bar, '#', (size_t)fill);
-    memset(bar + fill, '.', (size_t)(width - fill));
-    bar[width] = '\0';
-    fprintf(stderr, "\r[%s] %5.1f%% %" PRIu64 "/%" PRIu64 " msgs %.1f s ", bar,
-            total ? 100.0 * (double)done / (double)total : 100.0, done, total, secs);
-}
-
-static void bar_clear(void)
-{
-    fprintf(stderr, "\r%70s\r", "");
-}
-
-/*
- * The measured phase, on the main thread after the gate opened: watch the
- * counters every BENCH_TICK_NS until done, a subscriber is down, the idle
- * limit or the deadline. Returns true if it ended on the deadline.
- */
-static bool bench_watch(struct bench *b, struct bench_sub *subs, struct bench_pub *pubs, bool bar)
-{
-    uint64_t expected = b->queue ? b->msgs : b->msgs * b->subs;
-    uint64_t last_received = UINT64_MAX;
-    int64_t idle_from = 0, next_bar = 0;
-    bool timed_out = false;
-
-    for (;;) {
-        struct timespec tick = ns_to_ts(now_ns() + BENCH_TICK_NS);
-        uint64_t received = 0, sent = 0, target, complete = 0;
-        bool pubs_done = true, down = false;
-        int64_t now;
-
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL) == EINTR)
-            ;
-        now = now_ns();
-        for (uint64_t i = 0; i < b->pubs; i++) {
-            if (!atomic_load_explicit(&pubs[i].done, memory_order_acquire))
-                pubs_done = false;
-            sent += atomic_load_explicit(&pubs[i].sent, memory_order_relaxed);
-        }
-        /* what each subscriber (or the group) can get: N, or what was sent */
-        target = pubs_done ? sent : b->msgs;
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load_explicit(&subs[i].n, memory_order_acquire);
-            received += n;
-            complete += n >= target;
-            if (atomic_load(&subs[i].down) != 0)
-                down = true;
-        }
-        if (bar && now >= next_bar) {
-            if (b->subs)
-                bar_draw(received, expected, (double)(now - b->t0_ns) / 1e9);
-            else
-                bar_draw(sent, b->msgs, (double)(now - b->t0_ns) / 1e9);
-            next_bar = now + BENCH_BAR_NS;
-        }
-        if (pubs_done && (b->queue ? received >= target : complete == b->subs))
-            break;
-        if (down)
-            break;
-        if (now >= b->deadline_ns) {
-            timed_out = true;
-            break;
-        }
-        if (received != last_received) {
-            last_received = received;
-            idle_from = now;
-        } else if (pubs_done && now - idle_from >= (int64_t)BENCH_IDLE_MS * 1000000) {
-            break;
-        }
-    }
-    if (bar)
-        bar_clear();
-    return timed_out;
-}
-
-/* What the run delivered, summed over publishers and subscribers. */
-struct bench_totals {
-    uint64_t sent, received, dups, expected, lost;
-    int64_t pub_end, sub_end;
-};
-
-static void bench_totals(const struct bench *b, struct bench_sub *subs, struct bench_pub *pubs,
-                         struct bench_totals *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->pub_end = t->sub_end = b->t0_ns;
-    t->expected = b->queue ? b->msgs : b->msgs * b->subs;
-    for (uint64_t i = 0; i < b->pubs; i++) {
-        t->sent += atomic_load(&pubs[i].sent);
-        if (pubs[i].end_ns > t->pub_end)
-            t->pub_end = pubs[i].end_ns;
-    }
-    for (uint64_t i = 0; i < b->subs; i++) {
-        uint64_t n = atomic_load(&subs[i].n);
-        t->received += n;
-        /* --queue: the bitmap; fan-out: more than N on one subscriber */
-        t->dups += b->queue ? atomic_load(&subs[i].dups) : n > b->msgs ? n - b->msgs : 0;
-        if (atomic_load(&subs[i].last_ns) > t->sub_end)
-            t->sub_end = atomic_load(&subs[i].last_ns);
-    }
-    if (t->expected > t->received - t->dups)
-        t->lost = t->expected - (t->received - t->dups);
-}
-
-static void print_report(struct bench *b, struct bench_sub *subs, struct bench_pub *pubs,
-                         const struct bench_lat *lat, bool timed_out, int pub_err, int sub_err)
-{
-    struct bench_totals t;
-    double mb = (double)b->size / 1e6;
-
-    bench_totals(b, subs, pubs, &t);
-    uint64_t sent = t.sent, received = t.received, dups = t.dups, expected = t.expected;
-    uint64_t lost = t.lost;
-    double pub_s = (double)(t.pub_end - b->t0_ns) / 1e9;
-    double sub_s = (double)(t.sub_end - b->t0_ns) / 1e9;
-
-    if (b->json) {
-        printf("{\"broker\":\"%s\",\"subject\":", BENCH_BROKER);
-        json_str(b->subject);
-        printf(",\"queue\":");
-        if (b->queue)
-            json_str(b->queue);
-        else
-            printf("null");
-        printf(",\"pubs\":%" PRIu64 ",\"subs\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"size\":%" PRIu64
-               ",\"rate\":%" PRIu64 ",\"latency\":%s,",
-               b->pubs, b->subs, b->msgs, b->size, b->rate, b->latency ? "true" : "false");
-        printf("\"pub\":{\"msgs\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_sec\":%.1f,"
-               "\"mb_per_sec\":%.3f},",
-               sent, pub_s, rate((double)sent, pub_s), rate((double)sent * mb, pub_s));
-        printf("\"sub\":[");
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load(&subs[i].n);
-            double s = n ? (double)(atomic_load(&subs[i].last_ns) - b->t0_ns) / 1e9 : 0;
-            printf("%s{\"msgs\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_sec\":%.1f,"
-                   "\"mb_per_sec\":%.3f}",
-                   i ? "," : "", n, s, rate((double)n, s), rate((double)n * mb, s));
-        }
-        printf("],\"sub_aggregate\":{\"msgs\":%" PRIu64 ",\"secs\":%.6f,"
-               "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.3f},",
-               received, sub_s, rate((double)received, sub_s), rate((double)received * mb, sub_s));
-        printf("\"latency_us\":");
-        if (b->latency) {
-            printf("{\"samples\":%" PRIu64, lat->n);
-            for (int j = 0; j < 5; j++)
-                printf(",\"%s\":%.1f", lat_name[j], lat->q[j]);
-            printf("}");
-        } else {
-            printf("null");
-        }
-        printf(",\"expected\":%" PRIu64 ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64
-               ",\"duplicates\":%" PRIu64 ",\"timed_out\":%s,\"pub_error\":",
-               expected, received, lost, dups, timed_out ? "true" : "false");
-        json_str(pub_err ? bench_strerror(pub_err) : "");
-        printf(",\"sub_error\":");
-        json_str(sub_err ? bench_strerror(sub_err) : "");
-        printf("}\n");
-    } else {
-        printf("bench %s: %" PRIu64 " publishers, %" PRIu64 " subscribers, %" PRIu64
-               " msgs of %" PRIu64 " B",
-               b->subject, b->pubs, b->subs, b->msgs, b->size);
-        if (b->queue)
-            printf(", queue group %s", b->queue);
-        if (b->rate)
-            printf(", %" PRIu64 " msgs/s", b->rate);
-        printf(" (%s)\n", BENCH_BROKER);
-        printf("pub:       %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", sent, pub_s,
-               rate((double)sent, pub_s), rate((double)sent * mb, pub_s));
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load(&subs[i].n);
-            double s = n ? (double)(atomic_load(&subs[i].last_ns) - b->t0_ns) / 1e9 : 0;
-            printf("sub %-5" PRIu64 " %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n",
-                   i + 1, n, s, rate((double)n, s), rate((double)n * mb, s));
-        }
-        if (b->subs)
-            printf("sub total: %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", received,
-                   sub_s, rate((double)received, sub_s), rate((double)received * mb, sub_s));
-        if (b->latency)
-            printf("latency:   p50 %.1f us  p90 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us"
-                   " (%" PRIu64 " samples)\n",
-                   lat->q[0], lat->q[1], lat->q[2], lat->q[3], lat->q[4], lat->n);
-        printf("lost:      %10" PRIu64 " of %" PRIu64 "%s\n", lost, expected,
-               timed_out ? " (timed out)" : "");
-        if (b->queue || dups)
-            printf("dups:      %10" PRIu64 "\n", dups);
-    }
-    fflush(stdout);
-}
-
-/* ---- Command ---- */
-
-static int bench_usage(const char *what, const char *arg)
-{
-    fprintf(stderr, "%s: bench: %s '%s'\n(see %s --help)\n", BENCH_PROG, what, arg, BENCH_PROG);
-    return CLI_EXIT_USAGE;
-}
-
-/* Parse the options after the command word into b. 0 or an exit code. */
-static int bench_parse(struct bench *b, int argc, char **argv)
-{
-    bool rate_set = false;
-
-    for (int i = 0; i < argc; i++) {
-        uint64_t *dst = NULL;
-        if (strcmp(argv[i], "--json") == 0) {
-            b->json = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--latency") == 0) {
-            b->latency = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--queue") == 0) {
-            if (i + 1 >= argc)
-                return bench_usage("missing value for", argv[i]);
-            b->queue = argv[++i];
-            continue;
-        }
-        if (strcmp(argv[i], "--pubs") == 0)
-            dst = &b->pubs;
-        else if (strcmp(argv[i], "--subs") == 0)
-            dst = &b->subs;
-        else if (strcmp(argv[i], "--msgs") == 0)
-            dst = &b->msgs;
-        else if (strcmp(argv[i], "--size") == 0)
-            dst = &b->size;
-        else if (strcmp(argv[i], "--timeout") == 0)
-            dst = &b->timeout_ms;
-        else if (strcmp(argv[i], "--rate") == 0) {
-            dst = &b->rate;
-            rate_set = true;
-        }
-        if (dst != NULL) {
-            if (i + 1 >= argc || !cli_parse_u64(argv[i + 1], dst))
-                return bench_usage("bad value for", argv[i]);
-            i++;
-        } else if (strncmp(argv[i], "--", 2) == 0) {
-            return bench_usage("unknown option", argv[i]);
-        } else if (b->subject == NULL) {
-            b->subject = argv[i];
-        } else {
-            return bench_usage("unexpected argument", argv[i]);
-        }
-    }
-    if (b->subject == NULL)
-        return bench_usage("missing SUBJECT", "");
-    if (!bench_subject_ok(b->subject)) {
-        fprintf(stderr, "%s: invalid subject '%s'\n", BENCH_PROG, b->subject);
-        return CLI_EXIT_SUBJECT;
-    }
-    if (b->queue != NULL && !bench_subject_ok(b->queue)) {
-        fprintf(stderr, "%s: invalid queue group name '%s'\n", BENCH_PROG, b->queue);
-        return CLI_EXIT_SUBJECT;
-    }
-    if (b->pubs < 1 || b->pubs > BENCH_MAX_THREADS || b->subs > BENCH_MAX_THREADS)
-        return bench_usage("--pubs must be 1..256 and --subs 0..256, got", "");
-    if (b->msgs < 1 || b->msgs > (1ull << 40) || b->size > (1ull << 30) || b->timeout_ms < 1 ||
-        b->timeout_ms > 3600000 || b->rate > 100000000)
-        return bench_usage("--msgs, --size, --rate or --timeout out of range", "");
-    if (b->latency) {
-        if (!rate_set)
-            b->rate = BENCH_LAT_RATE;
-        if (b->size < 16)
-            return bench_usage("--latency needs --size 16 or more, got", "");
-        if (b->msgs * (b->subs ? b->subs : 1) > BENCH_LAT_MAX)
-            return bench_usage("--latency keeps every sample: --msgs * --subs at most 5e7", "");
-    }
-    return 0;
-}
-
-/* Run the bench: argv are the arguments after the command word. Returns the
- * process exit code. Main thread; joins every thread it starts. */
-static int bench_run(const char *server, int argc, char **argv)
-{
-    struct bench b = {.server = server,
-                      .msgs = 100000,
-                      .size = 128,
-                      .pubs = 1,
-                      .subs = 1,
-                      .timeout_ms = BENCH_DEFAULT_TIMEOUT};
-    struct bench_sub *subs = NULL;
-    struct bench_pub *pubs = NULL;
-    struct bench_lat lat = {0};
-    pthread_condattr_t ca;
-    int rc = bench_parse(&b, argc, argv);
-
-    if (rc != 0)
-        return rc;
-    subs = calloc(b.subs ? b.subs : 1, sizeof(*subs));
-    pubs = calloc(b.pubs, sizeof(*pubs));
-    if (b.queue != NULL && b.size >= 8)
-        b.seen = calloc((b.msgs + 63) / 64, sizeof(*b.seen));
-    if (subs == NULL || pubs == NULL || (b.queue != NULL && b.size >= 8 && b.seen == NULL)) {
-        fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-        rc = CLI_EXIT_ERROR;
-        goto out_free;
-    }
-    for (uint64_t i = 0, first = 0; i < b.pubs; i++) {
-        pubs[i].b = &b;
-        pubs[i].first = first;
-        pubs[i].msgs = b.msgs / b.pubs + (i < b.msgs % b.pubs ? 1 : 0);
-        first += pubs[i].msgs;
-        pubs[i].payload = malloc(b.size ? b.size : 1);
-        if (pubs[i].payload == NULL) {
-            rc = CLI_EXIT_ERROR;
-            fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-            goto out_free;
-        }
-        memset(pubs[i].payload, 'x', b.size);
-    }
-    for (uint64_t i = 0; i < b.subs; i++) {
-        subs[i].b = &b;
-        if (b.latency) {
-            subs[i].lat_cap = b.msgs;
-            subs[i].lat = malloc(b.msgs * sizeof(*subs[i].lat));
-            if (subs[i].lat == NULL) {
-                rc = CLI_EXIT_ERROR;
-                fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-                goto out_free;
-            }
-        }
-    }
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b.cv, &ca);
-    pthread_condattr_destroy(&ca);
-
-    /* 1 + 2: subscribers subscribed and flushed, publishers connected */
-    uint64_t started_subs = 0, started_pubs = 0;
-    for (uint64_t i = 0; i < b.subs; i++) {
-        if (pthread_create(&subs[i].th, NULL, sub_main, &subs[i]) != 0)
-            break;
-        started_subs++;
-    }
-    for (uint64_t i = 0; started_subs == b.subs && i < b.pubs; i++) {
-        if (pthread_create(&pubs[i].th, NULL, pub_main, &pubs[i]) != 0)
-            break;
-        started_pubs++;
-    }
-    struct timespec setup_dl = ns_to_ts(now_ns() + (int64_t)BENCH_SETUP_MS * 1000000);
-    pthread_mutex_lock(&b.mu);
-    while (b.ready < started_subs + started_pubs)
-        if (pthread_cond_timedwait(&b.cv, &b.mu, &setup_dl) == ETIMEDOUT)
-            break;
-    bool setup_ok = b.ready == b.subs + b.pubs && started_subs == b.subs && started_pubs == b.pubs;
-    for (uint64_t i = 0; setup_ok && i < b.subs; i++)
-        setup_ok = subs[i].rc == 0;
-    for (uint64_t i = 0; setup_ok && i < b.pubs; i++)
-        setup_ok = pubs[i].rc == 0;
-    /* 3: open the gate */
-    b.t0_ns = now_ns();
-    b.deadline_ns = b.t0_ns + (int64_t)b.timeout_ms * 1000000;
-    b.go = setup_ok;
-    b.abort = !setup_ok;
-    pthread_cond_broadcast(&b.cv);
-    pthread_mutex_unlock(&b.mu);
-
-    bool timed_out = false;
-    if (setup_ok)
-        timed_out = bench_watch(&b, subs, pubs, isatty(STDERR_FILENO));
-    int sub_err = 0;
-    for (uint64_t i = 0; i < b.subs && setup_ok; i++)
-        if (sub_err == 0)
-            sub_err = atomic_load(&subs[i].down);
-    pthread_mutex_lock(&b.mu);
-    atomic_store(&b.stop, true);
-    pthread_cond_broadcast(&b.cv);
-    pthread_mutex_unlock(&b.mu);
-    for (uint64_t i = 0; i < started_pubs; i++)
-        pthread_join(pubs[i].th, NULL);
-    for (uint64_t i = 0; i < started_subs; i++)
-        pthread_join(subs[i].th, NULL);
-
-    if (!setup_ok) {
-        int err = 0;
-        for (uint64_t i = 0; i < b.subs && err == 0; i++)
-            err = subs[i].rc;
-        for (uint64_t i = 0; i < b.pubs && err == 0; i++)
-            err = pubs[i].rc;
-        if (err == 0)
-            err = BENCH_ESETUP;
-        rc = bench_setup_exit(err);
-        fprintf(stderr, "%s: bench: setup failed: %s\n", BENCH_PROG, bench_strerror(err));
-        goto out;
-    }
-
-    /* 4: report */
-    int pub_err = 0;
-    struct bench_totals t;
-    for (uint64_t i = 0; i < b.pubs; i++)
-        if (pubs[i].rc != 0 && pub_err == 0)
-            pub_err = pubs[i].rc;
-    bench_totals(&b, subs, pubs, &t);
-    if (b.latency && lat_compute(&b, subs, &lat) < 0) {
-        fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-        rc = CLI_EXIT_ERROR;
-        goto out;
-    }
-    print_report(&b, subs, pubs, &lat, timed_out, pub_err, sub_err);
-    if (pub_err) {
-        fprintf(stderr, "%s: bench: publisher: %s\n", BENCH_PROG, bench_strerror(pub_err));
-        rc = bench_exit_code(pub_err);
-    } else if (sub_err) {
-        fprintf(stderr, "%s: bench: subscriber: %s\n", BENCH_PROG, bench_strerror(sub_err));
-        rc = bench_exit_code(sub_err);
-    } else if (t.lost || t.dups) {
-        fprintf(stderr, "%s: bench: %" PRIu64 " messages lost, %" PRIu64 " duplicated%s\n",
-                BENCH_PROG, t.lost, t.dups, timed_out ? " (timed out)" : "");
-        rc = CLI_EXIT_LOST;
-    }
-out:
-    pthread_cond_destroy(&b.cv);
-    pthread_mutex_destroy(&b.mu);
-out_free:
-    for (uint64_t i = 0; subs != NULL && i < b.subs; i++)
-        free(subs[i].lat);
-    for (uint64_t i = 0; pubs != NULL && i < b.pubs; i++)
-        free(pubs[i].payload);
-    free((void *)b.seen);
-    free(subs);
-    free(pubs);
-    return rc;
-}
 
 /* ---- Entry point ---- */
 
@@ -961,6 +266,8 @@ static void usage(FILE *f)
                "as `ringmq bench`.\n");
 }
 
+/* nats_bench [--server HOST:PORT] [bench] SUBJECT ...: the bench on libnats.
+ * Returns the exit code of bench_run. */
 int main(int argc, char **argv)
 {
     const char *server = "127.0.0.1:4222";
@@ -969,7 +276,7 @@ int main(int argc, char **argv)
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
-            return CLI_EXIT_OK;
+            return BENCH_EXIT_OK;
         } else if (strcmp(argv[i], "--server") == 0 && i + 1 < argc) {
             server = argv[++i];
         } else {
@@ -980,13 +287,13 @@ int main(int argc, char **argv)
         i++;
     if (strlen(server) > 256) {
         usage(stderr);
-        return CLI_EXIT_USAGE;
+        return BENCH_EXIT_USAGE;
     }
     if (nats_Open(-1) != NATS_OK) {
         fprintf(stderr, "nats_bench: cannot initialise libnats\n");
-        return CLI_EXIT_ERROR;
+        return BENCH_EXIT_ERROR;
     }
-    rc = bench_run(server, argc - i, argv + i);
+    rc = bench_run(&nats_transport, server, argc - i, argv + i);
     nats_CloseAndWait(5000);
     return rc;
 }

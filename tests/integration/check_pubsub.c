@@ -981,6 +981,53 @@ START_TEST(test_pubsub_500_connections)
 }
 END_TEST
 
+#define ZC_MSGS 400
+#define ZC_SIZE (64 * 1024)
+
+/*
+ * Bodies of at least --zerocopy-min go out with SENDMSG_ZC, and their
+ * buffers live until the kernel's NOTIF. Every byte must arrive intact and
+ * in order at both subscribers; on loopback the kernel reports the sends as
+ * copied, and the broker falls back to plain sends for those connections,
+ * which must not lose or reorder anything either.
+ */
+START_TEST(test_pubsub_zerocopy_large_bodies_intact)
+{
+    struct tbroker b;
+    rmq_client *sub[2], *pub;
+    rmq_sub *ss[2];
+    struct it_seq q[2];
+    static uint8_t buf[ZC_SIZE];
+    uint64_t zc, copied;
+
+    it_broker_start(&b, IT_ARGS("--zerocopy-min", "4096", "--shards", "1"));
+    for (int i = 0; i < 2; i++) {
+        sub[i] = it_client(b.addr, "zcsub", NULL);
+        it_seq_init(&q[i], ZC_MSGS);
+        ck_assert_int_eq(rmq_subscribe(sub[i], "zc.big", NULL, it_seq_cb, &q[i], &ss[i]), 0);
+        flush_ok(sub[i]);
+    }
+    pub = it_client(b.addr, "zcpub", NULL);
+    for (uint64_t i = 0; i < ZC_MSGS; i++) {
+        it_payload_fill(buf, sizeof(buf), i);
+        ck_assert_int_eq(rmq_publish(pub, "zc.big", buf, sizeof(buf)), 0);
+    }
+    flush_ok(pub);
+    for (int i = 0; i < 2; i++)
+        it_seq_expect(&q[i], ZC_MSGS, true, 30000, "zero-copy subscriber");
+    zc = it_stat(pub, "zerocopy_sends");
+    copied = it_stat(pub, "zerocopy_copied");
+    IT_CHECK(zc > 0, "no send used SENDMSG_ZC with --zerocopy-min 4096");
+    IT_CHECK(copied <= zc, "%" PRIu64 " copied of %" PRIu64 " zero-copy sends", copied, zc);
+    for (int i = 0; i < 2; i++) {
+        it_close(sub[i]);
+        it_seq_free(&q[i]);
+    }
+    it_close(pub);
+    it_broker_stop_ok(&b, 10000);
+}
+END_TEST
+
 static Suite *pubsub_suite(void)
 {
     Suite *s = suite_create("pubsub");
@@ -1009,6 +1056,7 @@ static Suite *pubsub_suite(void)
     tcase_add_test(tc, test_pubsub_payload_1mib_intact_and_max_plus_one_rejected);
     tcase_add_test(tc, test_pubsub_1000_subscriptions_one_connection);
     tcase_add_test(tc, test_pubsub_500_connections);
+    tcase_add_test(tc, test_pubsub_zerocopy_large_bodies_intact);
     suite_add_tcase(s, tc);
     return s;
 }
