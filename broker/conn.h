@@ -29,8 +29,11 @@ void conn_on_send(struct conn *c, int res, bool keep_blk);
 /* liburing 2.3 lacks these (kernel 6.1 names); see IOURING.md section 9. */
 #define RMQ_SEND_ZC_REPORT_USAGE (1U << 3)
 #define RMQ_NOTIF_USAGE_ZC_COPIED (1U << 31)
-/* After this many copied zero-copy sends a conn uses plain sends. */
+/* After this many copied zero-copy sends a conn uses plain sends. (A
+ * measurement build may raise it: -DCONN_ZC_COPIED_MAX=1000000000.) */
+#ifndef CONN_ZC_COPIED_MAX
 #define CONN_ZC_COPIED_MAX 4
+#endif
 
 /*
  * A zero-copy send is over for the kernel (its NOTIF, or a first CQE

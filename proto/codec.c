@@ -165,7 +165,7 @@ int codec_split(const uint8_t *buf, size_t len, uint32_t max_body, struct codec_
 /* See codec.h. */
 int codec_peek(const uint8_t *body, size_t len, struct codec_span *sub)
 {
-    struct field f;
+    struct field f = {0};
     size_t pos = 0;
     int rc, kind = CODEC_K_NONE;
     sub->p = body;
@@ -185,7 +185,7 @@ int codec_peek(const uint8_t *body, size_t len, struct codec_span *sub)
 
 static bool header_valid(struct codec_span s, struct codec_hdr *h)
 {
-    struct field f;
+    struct field f = {0};
     size_t pos = 0;
     int rc;
     bool has_key = false;
@@ -213,7 +213,7 @@ static bool header_valid(struct codec_span s, struct codec_hdr *h)
 /* See codec.h. */
 int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
 {
-    struct field f;
+    struct field f = {0};
     struct codec_hdr h;
     size_t pos = 0;
     int rc;
@@ -259,7 +259,7 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
 /* See codec.h. */
 int codec_hdr_next(const struct codec_msg *m, size_t *pos, struct codec_hdr *h)
 {
-    struct field f;
+    struct field f = {0};
     while (field_next(m->raw.p, m->raw.len, pos, &f) == 1) {
         if (f.num == 3 && f.wt == WT_LEN && header_valid(f.s, h))
             return 1;
@@ -305,7 +305,7 @@ void codec_body_write(const struct codec_msg *m, uint8_t *out)
 /* See codec.h. */
 int codec_body_subject(const uint8_t *body, size_t len, struct codec_span *subj)
 {
-    struct field f;
+    struct field f = {0};
     size_t pos = 0;
     if (field_next(body, len, &pos, &f) != 1 || f.num != 1 || f.wt != WT_LEN)
         return RMQ_EFRAME;
