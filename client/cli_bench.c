@@ -1,873 +1,175 @@
 /*
- * cli_bench.c - `ringmq bench`: P publishers and S subscribers, each on its
- * own connection and thread, in the manner of `nats bench`.
+ * cli_bench.c - `ringmq bench`: the bench harness (bench_harness.c) on a
+ * libringmq transport.
  *
  *   ringmq bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]
  *                [--queue GROUP] [--latency] [--rate MSGS_PER_S]
  *                [--timeout MS] [--json]
  *
- *   1. S subscriber threads connect, subscribe (a callback that counts) and
- *      flush, so the server has every subscription before anyone publishes.
- *   2. P publisher threads connect and wait at a start gate.
- *   3. The gate opens (t0). Publishers split N messages, publish (paced to
- *      --rate in total when it is set) and flush (tp = the last flush). The
- *      main thread watches the counters (and draws a progress bar on a
- *      terminal) until every subscriber has all N messages (with --queue:
- *      the group has N together), a subscriber's connection drops, nothing
- *      arrives for BENCH_IDLE_MS after the publishers are done, or --timeout
- *      ms after t0. Then it stops everyone.
- *   4. Report: publisher msgs/s and MB/s over [t0, tp]; per subscriber and
- *      aggregate msgs/s and MB/s over [t0, last message]; lost = expected -
- *      received, where expected is N*S, or N with --queue; with --latency the
- *      one-way latency percentiles.
- *
- * Payload: bytes 0..7 carry the message's sequence number (0..N-1) when the
- * payload has room; with --latency bytes 8..15 carry the CLOCK_MONOTONIC
- * time of the publish in ns, and the subscriber's callback takes its own
- * clock reading minus that (same machine, same clock). With --queue a
- * shared bitmap of sequence numbers catches duplicates ("exactly once").
- *
- * The transport (connect, subscribe, publish, flush, close) is one section
- * below; tests/bench/nats_bench.c is this file with that section written for
- * libnats, so both brokers are measured by the same harness and print the
- * same report. Keep the two in step.
- *
- * Every wait is bounded: connects by the connect timeout, the ready wait and
- * the gate by BENCH_SETUP_MS, the measured phase by --timeout, the final
- * flush by what is left of it, each publish retry by the deadline. MB means
- * 10^6 bytes of payload. Threads: main (control, report), one per
- * publisher, one per subscriber (plus each client's own I/O thread, where
- * the callbacks run).
+ * The harness does the phases, the accounting and the report (see
+ * bench_harness.c); tests/bench/nats_bench.c runs the same harness on
+ * libnats. This file is only the transport:
+ * - Each connection is one rmq_client (named ringmq-bench-sub or
+ *   ringmq-bench-pub) with at most one subscription; the message callback
+ *   runs on the client's I/O thread and hands the payload to the harness.
+ * - Subscribers do not reconnect (a subscriber must keep up, not reconnect
+ *   and miss messages): RMQ_EV_DISCONNECTED or RMQ_EV_CLOSED marks the
+ *   subscriber down with the event's error (RMQ_ECLOSED without one).
+ * - A publish that finds the send buffer full (-EAGAIN after the connect
+ *   timeout) is retried until the deadline.
+ * - Errors are libringmq's (0 or negative), with the CLI's exit codes.
  */
 #include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "bench_harness.h"
 #include "cli.h"
 
-#define BENCH_SETUP_MS 10000
-#define BENCH_MAX_THREADS 256
-#define BENCH_IDLE_MS 3000          /* publishers done, nothing arrives: stop */
-#define BENCH_TICK_NS 1000000       /* control loop period */
-#define BENCH_BAR_NS 100000000      /* progress bar redraw period */
-#define BENCH_LAT_RATE 20000        /* default --rate with --latency */
-#define BENCH_LAT_MAX 50000000ull   /* latency samples kept, N*S at most */
-#define BENCH_DEFAULT_TIMEOUT 60000 /* ms */
-
-struct bench;
-
-struct bench_sub {
-    struct bench *b;
-    pthread_t th;
-    _Atomic uint64_t n;      /* messages received; written by one thread */
-    _Atomic uint64_t dups;   /* --queue: sequence numbers seen twice */
-    _Atomic int64_t last_ns; /* time of the last message */
-    _Atomic int down;        /* connection lost: the error, else 0 */
-    uint64_t *lat;           /* --latency: one-way latency samples in ns */
-    uint64_t nlat, lat_cap;
-    int rc; /* setup error */
-};
-
-struct bench_pub {
-    struct bench *b;
-    pthread_t th;
-    uint64_t first, msgs; /* sequence numbers first..first+msgs-1 */
-    _Atomic uint64_t sent;
-    _Atomic bool done;
-    int64_t end_ns;
-    int rc;
-    uint8_t *payload;
-};
-
-struct bench {
-    const char *server;
-    const char *subject;
-    const char *queue;
-    uint64_t msgs, size, pubs, subs, timeout_ms, rate;
-    bool json, latency;
-    _Atomic uint64_t *seen; /* --queue: bitmap of sequence numbers */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned ready;    /* threads connected (and, for subs, subscribed) */
-    bool go;           /* the start gate is open */
-    bool abort;        /* setup failed: everyone leaves */
-    _Atomic bool stop; /* the measured phase is over */
-    int64_t t0_ns;
-    int64_t deadline_ns; /* t0 + timeout */
-};
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static struct timespec ns_to_ts(int64_t ns)
-{
-    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
-    return ts;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-static void bench_ready(struct bench *b)
-{
-    pthread_mutex_lock(&b->mu);
-    b->ready++;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* Wait for the gate; false if the bench was aborted or it stayed shut. */
-static bool bench_gate(struct bench *b)
-{
-    struct timespec dl = ns_to_ts(now_ns() + (int64_t)BENCH_SETUP_MS * 2 * 1000000);
-    bool go;
-
-    pthread_mutex_lock(&b->mu);
-    while (!b->go && !b->abort)
-        if (pthread_cond_timedwait(&b->cv, &b->mu, &dl) == ETIMEDOUT)
-            break;
-    go = b->go && !b->abort;
-    pthread_mutex_unlock(&b->mu);
-    return go;
-}
-
-/* Wait until the main thread ends the measured phase (or the setup failed),
- * at most until the deadline plus the setup time. */
-static void bench_wait_stop(struct bench *b)
-{
-    int64_t end = b->deadline_ns ? b->deadline_ns : now_ns();
-    struct timespec dl = ns_to_ts(end + (int64_t)BENCH_SETUP_MS * 3 * 1000000);
-
-    pthread_mutex_lock(&b->mu);
-    while (!atomic_load(&b->stop) && !b->abort)
-        if (pthread_cond_timedwait(&b->cv, &b->mu, &dl) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* One message arrived at subscriber s (its client's delivery thread). */
-static void bench_sub_got(struct bench_sub *s, const uint8_t *p, size_t len)
-{
-    struct bench *b = s->b;
-    int64_t now = now_ns();
-    uint64_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
-
-    if (b->seen != NULL && len >= 8) {
-        uint64_t seq = get_u64(p);
-        if (seq < b->msgs) {
-            uint64_t bit = 1ull << (seq & 63);
-            uint64_t old = atomic_fetch_or_explicit(&b->seen[seq >> 6], bit, memory_order_relaxed);
-            if (old & bit)
-                atomic_fetch_add_explicit(&s->dups, 1, memory_order_relaxed);
-        }
-    }
-    if (b->latency && len >= 16 && s->nlat < s->lat_cap) {
-        int64_t sent = (int64_t)get_u64(p + 8);
-        s->lat[s->nlat++] = now > sent ? (uint64_t)(now - sent) : 0;
-    }
-    atomic_store_explicit(&s->last_ns, now, memory_order_relaxed);
-    atomic_store_explicit(&s->n, n + 1, memory_order_release);
-}
-
-/* Milliseconds until deadline, at least 1 (for flush timeouts). */
-static int ms_left(int64_t deadline)
-{
-    int64_t ms = (deadline - now_ns()) / 1000000;
-    return ms < 1 ? 1 : ms > 3600000 ? 3600000 : (int)ms;
-}
-
-/* Publish one message of b->size bytes; 0 or an error of the transport. */
-typedef int (*bench_publish_fn)(void *conn, const struct bench *b, const uint8_t *data);
-
-/*
- * The publisher's measured loop: p->msgs messages, stamped with their
- * sequence number (and with --latency the time), paced to --rate / P with
- * absolute sleeps from t0 so that a late message does not shift the ones
- * after it. Stops early on the deadline or the stop flag. Returns 0 or the
- * first publish error. Publisher thread.
- */
-static int bench_pub_loop(struct bench_pub *p, void *conn, bench_publish_fn publish)
-{
-    struct bench *b = p->b;
-    double period = b->rate ? 1e9 * (double)b->pubs / (double)b->rate : 0;
-
-    for (uint64_t i = 0; i < p->msgs && !atomic_load_explicit(&b->stop, memory_order_relaxed);
-         i++) {
-        int rc;
-        if (period > 0) {
-            int64_t at = b->t0_ns + (int64_t)(period * (double)i);
-            if (at >= b->deadline_ns)
-                break;
-            if (at > now_ns()) {
-                struct timespec ts = ns_to_ts(at);
-                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-                    ;
-            }
-        } else if ((i & 1023) == 0 && now_ns() >= b->deadline_ns) {
-            break;
-        }
-        if (b->size >= 8)
-            put_u64(p->payload, p->first + i);
-        if (b->latency)
-            put_u64(p->payload + 8, (uint64_t)now_ns());
-        rc = publish(conn, b, p->payload);
-        if (rc != 0)
-            return rc;
-        atomic_store_explicit(&p->sent, atomic_load_explicit(&p->sent, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-    }
-    return 0;
-}
+_Static_assert(BENCH_EXIT_OK == CLI_EXIT_OK && BENCH_EXIT_ERROR == CLI_EXIT_ERROR &&
+                   BENCH_EXIT_USAGE == CLI_EXIT_USAGE && BENCH_EXIT_CONNECT == CLI_EXIT_CONNECT &&
+                   BENCH_EXIT_SUBJECT == CLI_EXIT_SUBJECT &&
+                   BENCH_EXIT_TIMEOUT == CLI_EXIT_TIMEOUT && BENCH_EXIT_SERVER == CLI_EXIT_SERVER &&
+                   BENCH_EXIT_LOST == CLI_EXIT_LOST,
+               "bench_harness.h and cli.h disagree on the exit codes");
 
 /* ---- Transport: libringmq ---- */
 
-#define BENCH_BROKER "ringmq" /* in the report */
-#define BENCH_PROG "ringmq"   /* in messages */
+/* One bench connection: the client, its subscription and the harness's
+ * callbacks (called from the client's I/O thread). */
+struct rconn {
+    rmq_client *c;
+    rmq_sub *sub;
+    bench_msg_fn msg;
+    void *msg_arg;
+    bench_down_fn down;
+    void *down_arg;
+};
 
 static void sub_cb(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
 {
+    struct rconn *rc = arg;
     (void)c;
     (void)sub;
-    bench_sub_got(arg, rmq_msg_data(m), rmq_msg_len(m));
+    rc->msg(rc->msg_arg, rmq_msg_data(m), rmq_msg_len(m));
 }
 
 static void sub_event(rmq_client *c, int event, int err, void *arg)
 {
-    struct bench_sub *s = arg;
-    int zero = 0;
+    struct rconn *rc = arg;
     (void)c;
     if (event == RMQ_EV_DISCONNECTED || event == RMQ_EV_CLOSED)
-        atomic_compare_exchange_strong(&s->down, &zero, err ? err : RMQ_ECLOSED);
+        rc->down(rc->down_arg, err ? err : RMQ_ECLOSED);
 }
 
-static void *sub_main(void *arg)
+static int r_connect(const struct bench_conn_opts *bo, void **conn)
 {
-    struct bench_sub *s = arg;
-    struct bench *b = s->b;
-    rmq_client *c = NULL;
-    rmq_sub *sub = NULL;
-    rmq_opts *o;
+    struct rconn *rc = calloc(1, sizeof(*rc));
+    rmq_opts *o = NULL;
+    int err;
 
-    s->rc = rmq_opts_new(&o);
-    if (s->rc == 0)
-        s->rc = rmq_opts_set_servers(o, b->server);
-    if (s->rc == 0) {
-        rmq_opts_set_name(o, "ringmq-bench-sub");
-        /* a subscriber must keep up, not reconnect and miss messages */
-        rmq_opts_set_max_reconnect(o, 0);
-        rmq_opts_set_event_cb(o, sub_event, s);
-        s->rc = rmq_connect(o, &c);
+    *conn = NULL;
+    if (rc == NULL)
+        return -ENOMEM;
+    err = rmq_opts_new(&o);
+    if (err == 0)
+        err = rmq_opts_set_servers(o, bo->server);
+    if (err == 0) {
+        rmq_opts_set_name(o, bo->sub ? "ringmq-bench-sub" : "ringmq-bench-pub");
+        if (bo->sub) {
+            /* a subscriber must keep up, not reconnect and miss messages */
+            rmq_opts_set_max_reconnect(o, 0);
+            if (bo->down != NULL) {
+                rc->down = bo->down;
+                rc->down_arg = bo->down_arg;
+                rmq_opts_set_event_cb(o, sub_event, rc);
+            }
+        }
+        err = rmq_connect(o, &rc->c);
     }
     rmq_opts_free(o);
-    if (s->rc < 0) {
-        bench_ready(b);
-        return NULL;
+    if (err != 0) {
+        free(rc);
+        return err;
     }
-    s->rc = rmq_subscribe(c, b->subject, b->queue, sub_cb, s, &sub);
-    if (s->rc == 0)
-        s->rc = rmq_flush(c, BENCH_SETUP_MS);
-    bench_ready(b);
-    if (s->rc == 0 && bench_gate(b))
-        bench_wait_stop(b);
-    rmq_unsubscribe(sub);
-    rmq_close(c);
-    return NULL;
+    *conn = rc;
+    return 0;
+}
+
+static int r_check_size(void *conn, uint64_t size)
+{
+    struct rconn *rc = conn;
+    return size > rmq_client_max_payload(rc->c) ? -EMSGSIZE : 0;
+}
+
+static int r_subscribe(void *conn, const char *subject, const char *queue, bench_msg_fn cb,
+                       void *arg)
+{
+    struct rconn *rc = conn;
+
+    rc->msg = cb;
+    rc->msg_arg = arg;
+    return rmq_subscribe(rc->c, subject, queue, sub_cb, rc, &rc->sub);
 }
 
 /* Publish one message; waits while the send buffer is full (-EAGAIN after
  * the connect timeout), at most until the deadline. */
-static int pub_one(void *conn, const struct bench *b, const uint8_t *data)
+static int r_publish(void *conn, const char *subject, const uint8_t *data, size_t len,
+                     int64_t deadline_ns)
 {
-    int rc;
+    struct rconn *rc = conn;
+    int err;
 
     do {
-        rc = rmq_publish(conn, b->subject, data, b->size);
-    } while (rc == -EAGAIN && now_ns() < b->deadline_ns);
-    return rc;
+        err = rmq_publish(rc->c, subject, data, len);
+    } while (err == -EAGAIN && bench_now_ns() < deadline_ns);
+    return err;
 }
 
-static void *pub_main(void *arg)
+static int r_flush(void *conn, int timeout_ms)
 {
-    struct bench_pub *p = arg;
-    struct bench *b = p->b;
-    rmq_client *c = NULL;
-    rmq_opts *o;
-
-    p->rc = rmq_opts_new(&o);
-    if (p->rc == 0)
-        p->rc = rmq_opts_set_servers(o, b->server);
-    if (p->rc == 0) {
-        rmq_opts_set_name(o, "ringmq-bench-pub");
-        p->rc = rmq_connect(o, &c);
-    }
-    rmq_opts_free(o);
-    if (p->rc == 0 && b->size > rmq_client_max_payload(c))
-        p->rc = -EMSGSIZE;
-    bench_ready(b);
-    if (p->rc < 0) {
-        rmq_close(c);
-        atomic_store(&p->done, true);
-        return NULL;
-    }
-    if (bench_gate(b)) {
-        p->rc = bench_pub_loop(p, c, pub_one);
-        if (p->rc == 0)
-            p->rc = rmq_flush(c, ms_left(b->deadline_ns));
-    }
-    p->end_ns = now_ns();
-    atomic_store_explicit(&p->done, true, memory_order_release);
-    rmq_close(c);
-    return NULL;
+    struct rconn *rc = conn;
+    return rmq_flush(rc->c, timeout_ms);
 }
 
-/* Error of a setup that failed without one of its own (a thread, a wait). */
-#define BENCH_ESETUP (-EAGAIN)
-
-static const char *bench_strerror(int err)
+static void r_close(void *conn)
 {
-    return rmq_strerror(err);
+    struct rconn *rc = conn;
+
+    if (rc == NULL)
+        return;
+    rmq_unsubscribe(rc->sub);
+    rmq_close(rc->c);
+    free(rc);
 }
 
-static bool bench_subject_ok(const char *s)
+static bool r_subject_ok(const char *s)
 {
     return rmq_subject_check(s, false) == 0;
 }
 
-/* Exit code for an error of a run. */
-static int bench_exit_code(int err)
-{
-    return cli_exit_code(err);
-}
-
 /* Exit code for an error that made the setup fail. */
-static int bench_setup_exit(int err)
+static int r_setup_exit_code(int err)
 {
     if (err == -ECONNREFUSED || err == -ETIMEDOUT || err == -EHOSTUNREACH)
         return CLI_EXIT_CONNECT;
     return cli_exit_code(err);
 }
 
-/* ---- Report ---- */
-
-static double rate(double n, double secs)
-{
-    return secs > 0 ? n / secs : 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Latency percentiles in microseconds: p50 p90 p99 p99.9 max. */
-struct bench_lat {
-    uint64_t n;
-    double q[5];
+static const struct bench_transport ringmq_transport = {
+    .broker = "ringmq",
+    .prog = "ringmq",
+    .esetup = -EAGAIN, /* a setup failed without an error of its own */
+    .connect = r_connect,
+    .check_size = r_check_size,
+    .subscribe = r_subscribe,
+    .publish = r_publish,
+    .flush = r_flush,
+    .close = r_close,
+    .strerror = rmq_strerror,
+    .subject_ok = r_subject_ok,
+    .exit_code = cli_exit_code,
+    .setup_exit_code = r_setup_exit_code,
 };
-
-static const double lat_q[5] = {0.50, 0.90, 0.99, 0.999, 1.0};
-static const char *const lat_name[5] = {"p50", "p90", "p99", "p99_9", "max"};
-
-/* Merge the subscribers' samples and take the percentiles (nearest rank). */
-static int lat_compute(struct bench *b, struct bench_sub *subs, struct bench_lat *out)
-{
-    uint64_t n = 0, k = 0;
-    uint64_t *all;
-
-    memset(out, 0, sizeof(*out));
-    for (uint64_t i = 0; i < b->subs; i++)
-        n += subs[i].nlat;
-    if (n == 0)
-        return 0;
-    all = malloc(n * sizeof(*all));
-    if (all == NULL)
-        return -ENOMEM;
-    for (uint64_t i = 0; i < b->subs; i++) {
-        memcpy(all + k, subs[i].lat, subs[i].nlat * sizeof(*all));
-        k += subs[i].nlat;
-    }
-    qsort(all, n, sizeof(*all), cmp_u64);
-    out->n = n;
-    for (int j = 0; j < 5; j++) {
-        double r = lat_q[j] * (double)n;
-        uint64_t idx = (uint64_t)r;
-        if ((double)idx < r)
-            idx++;
-        idx = idx ? idx - 1 : 0;
-        if (idx >= n)
-            idx = n - 1;
-        out->q[j] = (double)all[idx] / 1e3;
-    }
-    free(all);
-    return 0;
-}
-
-/* Print s as a JSON string. */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
-
-static void bar_draw(uint64_t done, uint64_t total, double secs)
-{
-    int width = 30, fill = total ? (int)((double)done * width / (double)total) : width;
-    char bar[32];
-
-    if (fill > width)
-        fill = width;
-    memset(bar, '#', (size_t)fill);
-    memset(bar + fill, '.', (size_t)(width - fill));
-    bar[width] = '\0';
-    fprintf(stderr, "\r[%s] %5.1f%% %" PRIu64 "/%" PRIu64 " msgs %.1f s ", bar,
-            total ? 100.0 * (double)done / (double)total : 100.0, done, total, secs);
-}
-
-static void bar_clear(void)
-{
-    fprintf(stderr, "\r%70s\r", "");
-}
-
-/*
- * The measured phase, on the main thread after the gate opened: watch the
- * counters every BENCH_TICK_NS until done, a subscriber is down, the idle
- * limit or the deadline. Returns true if it ended on the deadline.
- */
-static bool bench_watch(struct bench *b, struct bench_sub *subs, struct bench_pub *pubs, bool bar)
-{
-    uint64_t expected = b->queue ? b->msgs : b->msgs * b->subs;
-    uint64_t last_received = UINT64_MAX;
-    int64_t idle_from = 0, next_bar = 0;
-    bool timed_out = false;
-
-    for (;;) {
-        struct timespec tick = ns_to_ts(now_ns() + BENCH_TICK_NS);
-        uint64_t received = 0, sent = 0, target, complete = 0;
-        bool pubs_done = true, down = false;
-        int64_t now;
-
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL) == EINTR)
-            ;
-        now = now_ns();
-        for (uint64_t i = 0; i < b->pubs; i++) {
-            if (!atomic_load_explicit(&pubs[i].done, memory_order_acquire))
-                pubs_done = false;
-            sent += atomic_load_explicit(&pubs[i].sent, memory_order_relaxed);
-        }
-        /* what each subscriber (or the group) can get: N, or what was sent */
-        target = pubs_done ? sent : b->msgs;
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load_explicit(&subs[i].n, memory_order_acquire);
-            received += n;
-            complete += n >= target;
-            if (atomic_load(&subs[i].down) != 0)
-                down = true;
-        }
-        if (bar && now >= next_bar) {
-            if (b->subs)
-                bar_draw(received, expected, (double)(now - b->t0_ns) / 1e9);
-            else
-                bar_draw(sent, b->msgs, (double)(now - b->t0_ns) / 1e9);
-            next_bar = now + BENCH_BAR_NS;
-        }
-        if (pubs_done && (b->queue ? received >= target : complete == b->subs))
-            break;
-        if (down)
-            break;
-        if (now >= b->deadline_ns) {
-            timed_out = true;
-            break;
-        }
-        if (received != last_received) {
-            last_received = received;
-            idle_from = now;
-        } else if (pubs_done && now - idle_from >= (int64_t)BENCH_IDLE_MS * 1000000) {
-            break;
-        }
-    }
-    if (bar)
-        bar_clear();
-    return timed_out;
-}
-
-/* What the run delivered, summed over publishers and subscribers. */
-struct bench_totals {
-    uint64_t sent, received, dups, expected, lost;
-    int64_t pub_end, sub_end;
-};
-
-static void bench_totals(const struct bench *b, struct bench_sub *subs, struct bench_pub *pubs,
-                         struct bench_totals *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->pub_end = t->sub_end = b->t0_ns;
-    t->expected = b->queue ? b->msgs : b->msgs * b->subs;
-    for (uint64_t i = 0; i < b->pubs; i++) {
-        t->sent += atomic_load(&pubs[i].sent);
-        if (pubs[i].end_ns > t->pub_end)
-            t->pub_end = pubs[i].end_ns;
-    }
-    for (uint64_t i = 0; i < b->subs; i++) {
-        uint64_t n = atomic_load(&subs[i].n);
-        t->received += n;
-        /* --queue: the bitmap; fan-out: more than N on one subscriber */
-        t->dups += b->queue ? atomic_load(&subs[i].dups) : n > b->msgs ? n - b->msgs : 0;
-        if (atomic_load(&subs[i].last_ns) > t->sub_end)
-            t->sub_end = atomic_load(&subs[i].last_ns);
-    }
-    if (t->expected > t->received - t->dups)
-        t->lost = t->expected - (t->received - t->dups);
-}
-
-static void print_report(struct bench *b, struct bench_sub *subs, struct bench_pub *pubs,
-                         const struct bench_lat *lat, bool timed_out, int pub_err, int sub_err)
-{
-    struct bench_totals t;
-    double mb = (double)b->size / 1e6;
-
-    bench_totals(b, subs, pubs, &t);
-    uint64_t sent = t.sent, received = t.received, dups = t.dups, expected = t.expected;
-    uint64_t lost = t.lost;
-    double pub_s = (double)(t.pub_end - b->t0_ns) / 1e9;
-    double sub_s = (double)(t.sub_end - b->t0_ns) / 1e9;
-
-    if (b->json) {
-        printf("{\"broker\":\"%s\",\"subject\":", BENCH_BROKER);
-        json_str(b->subject);
-        printf(",\"queue\":");
-        if (b->queue)
-            json_str(b->queue);
-        else
-            printf("null");
-        printf(",\"pubs\":%" PRIu64 ",\"subs\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"size\":%" PRIu64
-               ",\"rate\":%" PRIu64 ",\"latency\":%s,",
-               b->pubs, b->subs, b->msgs, b->size, b->rate, b->latency ? "true" : "false");
-        printf("\"pub\":{\"msgs\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_sec\":%.1f,"
-               "\"mb_per_sec\":%.3f},",
-               sent, pub_s, rate((double)sent, pub_s), rate((double)sent * mb, pub_s));
-        printf("\"sub\":[");
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load(&subs[i].n);
-            double s = n ? (double)(atomic_load(&subs[i].last_ns) - b->t0_ns) / 1e9 : 0;
-            printf("%s{\"msgs\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_sec\":%.1f,"
-                   "\"mb_per_sec\":%.3f}",
-                   i ? "," : "", n, s, rate((double)n, s), rate((double)n * mb, s));
-        }
-        printf("],\"sub_aggregate\":{\"msgs\":%" PRIu64 ",\"secs\":%.6f,"
-               "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.3f},",
-               received, sub_s, rate((double)received, sub_s), rate((double)received * mb, sub_s));
-        printf("\"latency_us\":");
-        if (b->latency) {
-            printf("{\"samples\":%" PRIu64, lat->n);
-            for (int j = 0; j < 5; j++)
-                printf(",\"%s\":%.1f", lat_name[j], lat->q[j]);
-            printf("}");
-        } else {
-            printf("null");
-        }
-        printf(",\"expected\":%" PRIu64 ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64
-               ",\"duplicates\":%" PRIu64 ",\"timed_out\":%s,\"pub_error\":",
-               expected, received, lost, dups, timed_out ? "true" : "false");
-        json_str(pub_err ? bench_strerror(pub_err) : "");
-        printf(",\"sub_error\":");
-        json_str(sub_err ? bench_strerror(sub_err) : "");
-        printf("}\n");
-    } else {
-        printf("bench %s: %" PRIu64 " publishers, %" PRIu64 " subscribers, %" PRIu64
-               " msgs of %" PRIu64 " B",
-               b->subject, b->pubs, b->subs, b->msgs, b->size);
-        if (b->queue)
-            printf(", queue group %s", b->queue);
-        if (b->rate)
-            printf(", %" PRIu64 " msgs/s", b->rate);
-        printf(" (%s)\n", BENCH_BROKER);
-        printf("pub:       %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", sent, pub_s,
-               rate((double)sent, pub_s), rate((double)sent * mb, pub_s));
-        for (uint64_t i = 0; i < b->subs; i++) {
-            uint64_t n = atomic_load(&subs[i].n);
-            double s = n ? (double)(atomic_load(&subs[i].last_ns) - b->t0_ns) / 1e9 : 0;
-            printf("sub %-5" PRIu64 " %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n",
-                   i + 1, n, s, rate((double)n, s), rate((double)n * mb, s));
-        }
-        if (b->subs)
-            printf("sub total: %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", received,
-                   sub_s, rate((double)received, sub_s), rate((double)received * mb, sub_s));
-        if (b->latency)
-            printf("latency:   p50 %.1f us  p90 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us"
-                   " (%" PRIu64 " samples)\n",
-                   lat->q[0], lat->q[1], lat->q[2], lat->q[3], lat->q[4], lat->n);
-        printf("lost:      %10" PRIu64 " of %" PRIu64 "%s\n", lost, expected,
-               timed_out ? " (timed out)" : "");
-        if (b->queue || dups)
-            printf("dups:      %10" PRIu64 "\n", dups);
-    }
-    fflush(stdout);
-}
-
-/* ---- Command ---- */
-
-static int bench_usage(const char *what, const char *arg)
-{
-    fprintf(stderr, "%s: bench: %s '%s'\n(see %s --help)\n", BENCH_PROG, what, arg, BENCH_PROG);
-    return CLI_EXIT_USAGE;
-}
-
-/* Parse the options after the command word into b. 0 or an exit code. */
-static int bench_parse(struct bench *b, int argc, char **argv)
-{
-    bool rate_set = false;
-
-    for (int i = 0; i < argc; i++) {
-        uint64_t *dst = NULL;
-        if (strcmp(argv[i], "--json") == 0) {
-            b->json = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--latency") == 0) {
-            b->latency = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--queue") == 0) {
-            if (i + 1 >= argc)
-                return bench_usage("missing value for", argv[i]);
-            b->queue = argv[++i];
-            continue;
-        }
-        if (strcmp(argv[i], "--pubs") == 0)
-            dst = &b->pubs;
-        else if (strcmp(argv[i], "--subs") == 0)
-            dst = &b->subs;
-        else if (strcmp(argv[i], "--msgs") == 0)
-            dst = &b->msgs;
-        else if (strcmp(argv[i], "--size") == 0)
-            dst = &b->size;
-        else if (strcmp(argv[i], "--timeout") == 0)
-            dst = &b->timeout_ms;
-        else if (strcmp(argv[i], "--rate") == 0) {
-            dst = &b->rate;
-            rate_set = true;
-        }
-        if (dst != NULL) {
-            if (i + 1 >= argc || !cli_parse_u64(argv[i + 1], dst))
-                return bench_usage("bad value for", argv[i]);
-            i++;
-        } else if (strncmp(argv[i], "--", 2) == 0) {
-            return bench_usage("unknown option", argv[i]);
-        } else if (b->subject == NULL) {
-            b->subject = argv[i];
-        } else {
-            return bench_usage("unexpected argument", argv[i]);
-        }
-    }
-    if (b->subject == NULL)
-        return bench_usage("missing SUBJECT", "");
-    if (!bench_subject_ok(b->subject)) {
-        fprintf(stderr, "%s: invalid subject '%s'\n", BENCH_PROG, b->subject);
-        return CLI_EXIT_SUBJECT;
-    }
-    if (b->queue != NULL && !bench_subject_ok(b->queue)) {
-        fprintf(stderr, "%s: invalid queue group name '%s'\n", BENCH_PROG, b->queue);
-        return CLI_EXIT_SUBJECT;
-    }
-    if (b->pubs < 1 || b->pubs > BENCH_MAX_THREADS || b->subs > BENCH_MAX_THREADS)
-        return bench_usage("--pubs must be 1..256 and --subs 0..256, got", "");
-    if (b->msgs < 1 || b->msgs > (1ull << 40) || b->size > (1ull << 30) || b->timeout_ms < 1 ||
-        b->timeout_ms > 3600000 || b->rate > 100000000)
-        return bench_usage("--msgs, --size, --rate or --timeout out of range", "");
-    if (b->latency) {
-        if (!rate_set)
-            b->rate = BENCH_LAT_RATE;
-        if (b->size < 16)
-            return bench_usage("--latency needs --size 16 or more, got", "");
-        if (b->msgs * (b->subs ? b->subs : 1) > BENCH_LAT_MAX)
-            return bench_usage("--latency keeps every sample: --msgs * --subs at most 5e7", "");
-    }
-    return 0;
-}
-
-/* Run the bench: argv are the arguments after the command word. Returns the
- * process exit code. Main thread; joins every thread it starts. */
-static int bench_run(const char *server, int argc, char **argv)
-{
-    struct bench b = {.server = server,
-                      .msgs = 100000,
-                      .size = 128,
-                      .pubs = 1,
-                      .subs = 1,
-                      .timeout_ms = BENCH_DEFAULT_TIMEOUT};
-    struct bench_sub *subs = NULL;
-    struct bench_pub *pubs = NULL;
-    struct bench_lat lat = {0};
-    pthread_condattr_t ca;
-    int rc = bench_parse(&b, argc, argv);
-
-    if (rc != 0)
-        return rc;
-    subs = calloc(b.subs ? b.subs : 1, sizeof(*subs));
-    pubs = calloc(b.pubs, sizeof(*pubs));
-    if (b.queue != NULL && b.size >= 8)
-        b.seen = calloc((b.msgs + 63) / 64, sizeof(*b.seen));
-    if (subs == NULL || pubs == NULL || (b.queue != NULL && b.size >= 8 && b.seen == NULL)) {
-        fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-        rc = CLI_EXIT_ERROR;
-        goto out_free;
-    }
-    for (uint64_t i = 0, first = 0; i < b.pubs; i++) {
-        pubs[i].b = &b;
-        pubs[i].first = first;
-        pubs[i].msgs = b.msgs / b.pubs + (i < b.msgs % b.pubs ? 1 : 0);
-        first += pubs[i].msgs;
-        pubs[i].payload = malloc(b.size ? b.size : 1);
-        if (pubs[i].payload == NULL) {
-            rc = CLI_EXIT_ERROR;
-            fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-            goto out_free;
-        }
-        memset(pubs[i].payload, 'x', b.size);
-    }
-    for (uint64_t i = 0; i < b.subs; i++) {
-        subs[i].b = &b;
-        if (b.latency) {
-            subs[i].lat_cap = b.msgs;
-            subs[i].lat = malloc(b.msgs * sizeof(*subs[i].lat));
-            if (subs[i].lat == NULL) {
-                rc = CLI_EXIT_ERROR;
-                fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-                goto out_free;
-            }
-        }
-    }
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b.cv, &ca);
-    pthread_condattr_destroy(&ca);
-
-    /* 1 + 2: subscribers subscribed and flushed, publishers connected */
-    uint64_t started_subs = 0, started_pubs = 0;
-    for (uint64_t i = 0; i < b.subs; i++) {
-        if (pthread_create(&subs[i].th, NULL, sub_main, &subs[i]) != 0)
-            break;
-        started_subs++;
-    }
-    for (uint64_t i = 0; started_subs == b.subs && i < b.pubs; i++) {
-        if (pthread_create(&pubs[i].th, NULL, pub_main, &pubs[i]) != 0)
-            break;
-        started_pubs++;
-    }
-    struct timespec setup_dl = ns_to_ts(now_ns() + (int64_t)BENCH_SETUP_MS * 1000000);
-    pthread_mutex_lock(&b.mu);
-    while (b.ready < started_subs + started_pubs)
-        if (pthread_cond_timedwait(&b.cv, &b.mu, &setup_dl) == ETIMEDOUT)
-            break;
-    bool setup_ok = b.ready == b.subs + b.pubs && started_subs == b.subs && started_pubs == b.pubs;
-    for (uint64_t i = 0; setup_ok && i < b.subs; i++)
-        setup_ok = subs[i].rc == 0;
-    for (uint64_t i = 0; setup_ok && i < b.pubs; i++)
-        setup_ok = pubs[i].rc == 0;
-    /* 3: open the gate */
-    b.t0_ns = now_ns();
-    b.deadline_ns = b.t0_ns + (int64_t)b.timeout_ms * 1000000;
-    b.go = setup_ok;
-    b.abort = !setup_ok;
-    pthread_cond_broadcast(&b.cv);
-    pthread_mutex_unlock(&b.mu);
-
-    bool timed_out = false;
-    if (setup_ok)
-        timed_out = bench_watch(&b, subs, pubs, isatty(STDERR_FILENO));
-    int sub_err = 0;
-    for (uint64_t i = 0; i < b.subs && setup_ok; i++)
-        if (sub_err == 0)
-            sub_err = atomic_load(&subs[i].down);
-    pthread_mutex_lock(&b.mu);
-    atomic_store(&b.stop, true);
-    pthread_cond_broadcast(&b.cv);
-    pthread_mutex_unlock(&b.mu);
-    for (uint64_t i = 0; i < started_pubs; i++)
-        pthread_join(pubs[i].th, NULL);
-    for (uint64_t i = 0; i < started_subs; i++)
-        pthread_join(subs[i].th, NULL);
-
-    if (!setup_ok) {
-        int err = 0;
-        for (uint64_t i = 0; i < b.subs && err == 0; i++)
-            err = subs[i].rc;
-        for (uint64_t i = 0; i < b.pubs && err == 0; i++)
-            err = pubs[i].rc;
-        if (err == 0)
-            err = BENCH_ESETUP;
-        rc = bench_setup_exit(err);
-        fprintf(stderr, "%s: bench: setup failed: %s\n", BENCH_PROG, bench_strerror(err));
-        goto out;
-    }
-
-    /* 4: report */
-    int pub_err = 0;
-    struct bench_totals t;
-    for (uint64_t i = 0; i < b.pubs; i++)
-        if (pubs[i].rc != 0 && pub_err == 0)
-            pub_err = pubs[i].rc;
-    bench_totals(&b, subs, pubs, &t);
-    if (b.latency && lat_compute(&b, subs, &lat) < 0) {
-        fprintf(stderr, "%s: bench: out of memory\n", BENCH_PROG);
-        rc = CLI_EXIT_ERROR;
-        goto out;
-    }
-    print_report(&b, subs, pubs, &lat, timed_out, pub_err, sub_err);
-    if (pub_err) {
-        fprintf(stderr, "%s: bench: publisher: %s\n", BENCH_PROG, bench_strerror(pub_err));
-        rc = bench_exit_code(pub_err);
-    } else if (sub_err) {
-        fprintf(stderr, "%s: bench: subscriber: %s\n", BENCH_PROG, bench_strerror(sub_err));
-        rc = bench_exit_code(sub_err);
-    } else if (t.lost || t.dups) {
-        fprintf(stderr, "%s: bench: %" PRIu64 " messages lost, %" PRIu64 " duplicated%s\n",
-                BENCH_PROG, t.lost, t.dups, timed_out ? " (timed out)" : "");
-        rc = CLI_EXIT_LOST;
-    }
-out:
-    pthread_cond_destroy(&b.cv);
-    pthread_mutex_destroy(&b.mu);
-out_free:
-    for (uint64_t i = 0; subs != NULL && i < b.subs; i++)
-        free(subs[i].lat);
-    for (uint64_t i = 0; pubs != NULL && i < b.pubs; i++)
-        free(pubs[i].payload);
-    free((void *)b.seen);
-    free(subs);
-    free(pubs);
-    return rc;
-}
 
 /* ---- Entry point ---- */
 
@@ -878,5 +180,5 @@ out_free:
  */
 int cli_bench(const char *server, int argc, char **argv)
 {
-    return bench_run(server, argc, argv);
+    return bench_run(&ringmq_transport, server, argc, argv);
 }

@@ -19,6 +19,9 @@
 # next to it. Build with frame pointers for better user-space stacks:
 #   cmake -S . -B build-prof -DCMAKE_BUILD_TYPE=Release \
 #         -DCMAKE_C_FLAGS=-fno-omit-frame-pointer -DBUILD_TESTING=OFF
+# and, for --nats, the libnats client (tests/bench/compare.sh builds it too):
+#   cc -std=c11 -O2 -D_GNU_SOURCE -fno-omit-frame-pointer tests/bench/nats_bench.c \
+#      client/bench_harness.c -Iclient -lnats -lpthread -o build-prof/nats_bench
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -83,6 +86,7 @@ trap 'exit 130' INT TERM
 
 if [ "$NATS" -eq 1 ]; then
     PORT=14230
+    [ -x "$BUILD/nats_bench" ] || die "$BUILD/nats_bench is missing (see --help to build it)"
     NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
     GOMAXPROCS=2 "$NATS_SERVER" -a "$HOST" -p "$PORT" >"$OUTDIR/server.log" 2>&1 &
     PID=$!

@@ -505,7 +505,8 @@ struct piece {
 
 static void insert_piece(struct piece *v, size_t *n, size_t at, struct piece p)
 {
-    memmove(v + at + 1, v + at, (*n - at) * sizeof(*v));
+    if (*n > at) /* also keeps gcc -O3 from a false stringop-overflow */
+        memmove(v + at + 1, v + at, (*n - at) * sizeof(*v));
     v[at] = p;
     (*n)++;
 }
