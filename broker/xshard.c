@@ -361,8 +361,9 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
     blen = codec_body_size(m);
     /* A fresh clock, not the loop's cached one: a subscriber on another
      * shard whose flush returned before this publish was read must have
-     * created_ns below it (see route_visit). */
-    ts = now_ns();
+     * created_ns below it (see route_visit). Only remote deliveries need
+     * it: local ones are matched right now. */
+    ts = rs.nt > 1 || rs.touched[0] != sh->id ? now_ns() : 0;
     body = msgbuf_new(&sh->pool, (uint32_t)blen);
     codec_body_write(m, body->data);
     for (unsigned i = 0; i < rs.nt; i++) {
