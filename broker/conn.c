@@ -320,11 +320,12 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
 struct iovblk *blk_get(struct shard *sh)
 {
     struct iovblk *b = sh->free_blks;
-    if (b) {
+    if (b)
         sh->free_blks = b->next;
-        return b;
-    }
-    return xmalloc(sizeof(*b));
+    else
+        b = xmalloc(sizeof(*b));
+    b->nzc = 0;
+    return b;
 }
 
 /* See conn.h. */

@@ -455,7 +455,11 @@ static void shard_fini(struct shard *sh)
         sh->conns = c->next;
         if (c->fd >= 0)
             close(c->fd);
-        free(c->blk);
+        if (c->blk) {
+            for (uint32_t i = 0; i < c->blk->nzc; i++)
+                xshard_unref(sh, c->blk->zc[i]);
+            free(c->blk);
+        }
         for (uint32_t i = c->qhead; i != c->qtail; i++) {
             struct outitem *it = &c->q[i & (c->qcap - 1)];
             if (it->body)
