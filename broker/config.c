@@ -114,7 +114,7 @@ int config_set(struct config *c, const char *key, const char *val, char *err, si
     if (strcmp(key, "listen") == 0) {
         rc = config_parse_hostport(val, c->listen_host, sizeof(c->listen_host), &c->listen_port);
     } else if (strcmp(key, "shards") == 0) {
-        rc = set_u32(&c->shards, val, 0, 256);
+        rc = set_u32(&c->shards, val, 0, XSHARD_MAX);
     } else if (strcmp(key, "max-payload") == 0) {
         rc = set_u32(&c->max_payload, val, 1, 64u << 20);
     } else if (strcmp(key, "max-pending") == 0) {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:7400"
+#define XSHARD_MAX 64 /* shards; xshard.c sizes per-publish scratch by it */
 
 struct config {
     char listen_host[256];

@@ -142,6 +142,8 @@ int main(int argc, char **argv)
     }
     log_set_level((enum log_level)srv->cfg.log_level);
     srv->nshards = srv->cfg.shards ? srv->cfg.shards : (unsigned)(ncpu > 0 ? ncpu : 1);
+    if (srv->nshards > XSHARD_MAX)
+        srv->nshards = XSHARD_MAX;
     srv->max_body = srv->cfg.max_payload + CODEC_FRAME_OVERHEAD;
     snprintf(srv->server_id, sizeof(srv->server_id), "%08lx%04x", (unsigned long)time(NULL),
              (unsigned)getpid() & 0xffff);

@@ -313,7 +313,7 @@ void xshard_conn_gone(struct shard *sh, struct conn *c)
 
 struct route_scan {
     struct shard *sh;
-    unsigned touched[64];
+    unsigned touched[XSHARD_MAX];
     unsigned nt;
     bool overflow;
 };
