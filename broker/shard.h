@@ -208,6 +208,7 @@ struct shard {
     struct trie *itrie;   /* every shard's interest; values: struct rint */
     struct strmap lint;   /* local subscriptions per key */
     struct strmap rints;  /* (shard, key) -> struct rint */
+    uint64_t nremote_int; /* entries of itrie that belong to other shards */
     uint64_t bcast_seq;   /* interest broadcasts sent */
     uint64_t *acked;      /* [nshards] highest seq each peer acknowledged */
     struct xpong *pongs;  /* FIFO of deferred pongs */

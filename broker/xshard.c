@@ -201,6 +201,8 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
             e->val = ri;
             if (trie_insert(sh->itrie, key, plen, q, qlen, ri) < 0)
                 abort(); /* validated by the origin; only OOM gets here */
+            if (from != sh->id)
+                sh->nremote_int++;
         }
         return;
     }
@@ -210,6 +212,8 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
     if (--e->count == 0) {
         struct rint *ri = e->val;
         trie_remove(sh->itrie, key, plen, q, qlen, ri);
+        if (from != sh->id)
+            sh->nremote_int--;
         free(ri);
         strmap_del(&sh->rints, e);
     }
@@ -345,7 +349,9 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
     size_t blen;
     uint64_t ts;
 
-    if (sh->srv->nshards == 1) {
+    /* No other shard wants anything: one walk of the local trie (and the
+     * body is only built if something matches). */
+    if (sh->srv->nshards == 1 || sh->nremote_int == 0) {
         dispatch_deliver(sh, m, NULL, &all);
         if (sh->nbacklog)
             sh->pub_pressure = true;
