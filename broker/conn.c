@@ -237,11 +237,12 @@ _Static_assert(sizeof(((struct outitem *)0)->prefix) >= CODEC_MSG_PREFIX_MAX, "p
 static void backlog_update(struct conn *c)
 {
     struct shard *sh = c->sh;
-    if (!(c->flags & CONN_F_BACKLOG) && c->pending > sh->backlog_hi) {
+    bool going = c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_RELEASED);
+    if (!(c->flags & CONN_F_BACKLOG) && !going && c->pending > sh->backlog_hi) {
         c->flags |= CONN_F_BACKLOG;
         sh->nbacklog++;
-    } else if ((c->flags & CONN_F_BACKLOG) &&
-               (c->pending <= sh->backlog_hi / 2 || (c->flags & CONN_F_RELEASED))) {
+    } else if ((c->flags & CONN_F_BACKLOG) && (going || c->pending <= sh->backlog_hi / 2)) {
+        /* A conn being closed (e.g. a slow consumer) holds nobody back. */
         c->flags &= ~CONN_F_BACKLOG;
         sh->nbacklog--;
     } else {
@@ -598,6 +599,7 @@ void conn_drain(struct conn *c, unsigned timeout_ms)
         return;
     c->flags |= CONN_F_DRAINING;
     c->flags &= ~CONN_F_REARM;
+    backlog_update(c);
     c->deadline_ns = sh->now_ns + (uint64_t)timeout_ms * 1000000ull;
     conn_subs_clear(c);
     if ((c->flags & CONN_F_RECV) && !(c->flags & CONN_F_NOREAD)) {
@@ -617,6 +619,7 @@ void conn_close(struct conn *c)
     if (c->flags & CONN_F_CLOSING)
         return;
     c->flags |= CONN_F_CLOSING;
+    backlog_update(c);
     conn_subs_clear(c);
     if (c->inflight) {
         sqe = shard_sqe(sh);
