@@ -29,6 +29,7 @@
 
 #include "rmq_error.h"
 #include "subject.h"
+#include "testrng.h"
 
 /* ---- Helpers ---- */
 
@@ -43,27 +44,6 @@
     } while (0)
 
 static uint64_t g_seed;
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s)
-{
-    rng_state = s != 0 ? s : 0x9e3779b97f4a7c15ull;
-}
-
-/* xorshift64*: small, fast and the same on every platform. */
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-static size_t rng_below(size_t n)
-{
-    return (size_t)(rng_next() % n);
-}
-
 static int check_str(const char *s)
 {
     return subject_check(s, strlen(s));

@@ -47,6 +47,7 @@
 #include "rmq_error.h"
 #include "subject.h"
 #include "trie.h"
+#include "testrng.h"
 
 /*
  * ck_assert() records a mark point (a write to Check's pipe) even when it
@@ -64,27 +65,6 @@ static char sub_pool[NSUBS];
 static uint64_t g_seed;
 
 /* ---- Random numbers ---- */
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s)
-{
-    rng_state = s != 0 ? s : 0x9e3779b97f4a7c15ull;
-}
-
-/* xorshift64*: small, fast and the same on every platform. */
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-static size_t rng_below(size_t n)
-{
-    return (size_t)(rng_next() % n);
-}
 
 /* ---- Test allocator: counts live blocks, fails on demand ---- */
 

@@ -47,6 +47,7 @@
 
 #include "rmq_error.h"
 #include "store.h"
+#include "testrng.h"
 
 /* ck_assert() writes to Check's pipe even when it passes; hot loops use this. */
 #define FAST_ASSERT(cond, ...)                                                                     \
@@ -78,26 +79,6 @@ static const char *code_str(int rc)
 }
 
 /* ---- Random numbers ---- */
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s)
-{
-    rng_state = s != 0 ? s : 0x9e3779b97f4a7c15ull;
-}
-
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static uint32_t rng_below(uint32_t n)
-{
-    return (uint32_t)(rng_next() % n);
-}
 
 /* ---- Fixture: a scratch dir per test ---- */
 
