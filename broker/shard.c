@@ -14,8 +14,9 @@
  *   dirty list may still name them.
  *
  * The ring is set up with SINGLE_ISSUER | DEFER_TASKRUN on the shard's own
- * thread; nothing else submits to it. The main thread wakes a shard by a
- * MSG_RING from its own ring (UD_WAKE) when the server is stopping.
+ * thread; nothing else submits to it. Peer shards wake it with a MSG_RING
+ * doorbell (UD_WAKE, see xshard.c); the main thread only sets server.stop,
+ * which the loop reads every iteration (it waits at most 100 ms).
  *
  * Thread: the shard's own thread, except shard_init (main thread, before the
  * thread starts).

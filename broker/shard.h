@@ -40,7 +40,7 @@ enum ud_tag {
     UD_RECV = 2,
     UD_SEND = 3,
     UD_IGNORE = 4, /* cancel, close: nothing to do on completion */
-    UD_WAKE = 5,   /* MSG_RING doorbell from the main thread */
+    UD_WAKE = 5,   /* MSG_RING doorbell from a peer shard (xshard.c) */
     UD_SENDZC = 6, /* a zero-copy sendmsg; the pointer is its struct iovblk */
 };
 #define UD_TAG_MASK 7ull
