@@ -577,6 +577,12 @@ int rmq_unsubscribe(rmq_sub *s)
     subs_remove_locked(c, s);
     sub_queue_clear_locked(s);
     pthread_cond_broadcast(&s->cv);
+    /* A delivery may have passed its SUB_ACTIVE check and be about to call
+     * the callback: wait for it, so none starts after we return. (From a
+     * callback we cannot wait; the I/O thread is the one running it.) */
+    if (!client_in_io_thread(c))
+        while (s->in_cb)
+            pthread_cond_wait(&s->cv, &c->mu);
     client_sub_unref_locked(s);
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -747,6 +753,8 @@ void client_deliver(rmq_client *c, const struct codec_msg *cm)
         }
     }
     s->refs++;
+    if (!report)
+        s->in_cb++; /* from here on rmq_unsubscribe() waits for the callback */
     pthread_mutex_unlock(&c->mu);
 
     if (report) {
@@ -759,6 +767,8 @@ void client_deliver(rmq_client *c, const struct codec_msg *cm)
     }
 
     pthread_mutex_lock(&c->mu);
+    if (!report && --s->in_cb == 0)
+        pthread_cond_broadcast(&s->cv);
     client_sub_unref_locked(s);
     pthread_mutex_unlock(&c->mu);
 }

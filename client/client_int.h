@@ -85,7 +85,8 @@ struct rmq_sub {
     rmq_msg_cb cb; /* NULL: synchronous */
     void *arg;
     /* All below under c->mu. */
-    int refs; /* table 1 + user 1 + each dispatch or waiter */
+    int refs;  /* table 1 + user 1 + each dispatch or waiter */
+    int in_cb; /* message callbacks started or about to start (I/O thread) */
     enum sub_state state;
     int err;
     bool in_table;

@@ -621,9 +621,11 @@ RMQ_API int rmq_sub_next(rmq_sub *sub, int timeout_ms, rmq_msg **out);
  * @brief Unsubscribe now and free the handle.
  *
  * Queued messages of a synchronous subscription are freed. After this
- * returns no new callback starts for @p sub; if it is called from another
- * thread while the I/O thread is inside the callback, that one callback runs
- * to its end. Calling it from the subscription's own callback is allowed.
+ * returns no callback runs for @p sub: called from another thread while
+ * the I/O thread is inside (or about to enter) that callback, it waits for
+ * the callback to return, so do not call it while holding a lock that the
+ * callback takes. Calling it from the subscription's own callback is
+ * allowed (it returns at once; that callback runs to its end).
  * @param[in] sub  The subscription; invalid after the call. NULL is a no-op.
  * @return 0 (the UNSUBSCRIBE is sent asynchronously).
  */

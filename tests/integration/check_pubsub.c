@@ -1028,6 +1028,64 @@ START_TEST(test_pubsub_zerocopy_large_bodies_intact)
 }
 END_TEST
 
+struct slow_cb {
+    _Atomic int started, finished;
+};
+
+static void slow_cb_fn(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
+{
+    struct slow_cb *k = arg;
+    (void)c;
+    (void)sub;
+    (void)m;
+    atomic_fetch_add(&k->started, 1);
+    usleep(300 * 1000);
+    atomic_fetch_add(&k->finished, 1);
+}
+
+/*
+ * rmq_unsubscribe() from another thread while the I/O thread is inside the
+ * subscription's callback waits for it to return, and no callback starts
+ * after it returns, though more messages were queued behind the first.
+ */
+START_TEST(test_pubsub_unsubscribe_waits_for_running_callback)
+{
+    struct tbroker b;
+    struct slow_cb k;
+    rmq_client *sub, *pub;
+    rmq_sub *s;
+    uint64_t end;
+    int started;
+
+    atomic_init(&k.started, 0);
+    atomic_init(&k.finished, 0);
+    it_broker_start(&b, NULL);
+    sub = it_client(b.addr, "slowcb", NULL);
+    pub = it_client(b.addr, "pub", NULL);
+    ck_assert_int_eq(rmq_subscribe(sub, "slowcb.x", NULL, slow_cb_fn, &k, &s), 0);
+    flush_ok(sub);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(rmq_publish(pub, "slowcb.x", "m", 1), 0);
+    flush_ok(pub);
+    end = test_now_ms() + 5000;
+    while (atomic_load(&k.started) == 0 && test_now_ms() < end)
+        usleep(1000);
+    IT_CHECK(atomic_load(&k.started) == 1, "the first callback did not start");
+    ck_assert_int_eq(rmq_unsubscribe(s), 0);
+    started = atomic_load(&k.started);
+    IT_CHECK(atomic_load(&k.finished) == started,
+             "rmq_unsubscribe returned while a callback was still running (%d started, %d "
+             "finished)",
+             started, atomic_load(&k.finished));
+    usleep(700 * 1000);
+    IT_CHECK(atomic_load(&k.started) == started, "%d callbacks started after rmq_unsubscribe",
+             atomic_load(&k.started) - started);
+    it_close(pub);
+    it_close(sub);
+    it_broker_stop_ok(&b, 10000);
+}
+END_TEST
+
 static Suite *pubsub_suite(void)
 {
     Suite *s = suite_create("pubsub");
@@ -1041,6 +1099,7 @@ static Suite *pubsub_suite(void)
     tcase_add_test(tc, test_pubsub_request_reply);
     tcase_add_test(tc, test_pubsub_unsubscribe_stops_delivery);
     tcase_add_test(tc, test_pubsub_auto_unsubscribe_after_n);
+    tcase_add_test(tc, test_pubsub_unsubscribe_waits_for_running_callback);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("queue");
