@@ -177,29 +177,40 @@ static int finish(rmq_client *c, int timeout_ms, int rc)
     return rc;
 }
 
+/* Parse "SUBJECT [MESSAGE] [--timeout MS]" for pub and req; the timeout
+ * must be at least min_timeout. Returns 0 or a usage exit code. */
+static int parse_subj_msg(const char *cmd, int argc, char **argv, const char **subj,
+                          const char **msg, uint64_t *timeout, uint64_t min_timeout)
+{
+    int npos = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (!cli_parse_u64(argv[++i], timeout) || *timeout < min_timeout || *timeout > 3600000)
+                return bad_usage("bad --timeout '%s'", argv[i]);
+        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+            char what[300];
+            snprintf(what, sizeof(what), "%s: unknown option '%s'", cmd, argv[i]);
+            return bad_usage("%s", what);
+        } else if (npos < 2) {
+            *(npos++ == 0 ? subj : msg) = argv[i];
+        } else {
+            char what[300];
+            snprintf(what, sizeof(what), "%s: unexpected argument '%s'", cmd, argv[i]);
+            return bad_usage("%s", what);
+        }
+    }
+    return 0;
+}
+
 static int cmd_pub(const char *server, int argc, char **argv)
 {
     const char *subj = NULL, *msg = NULL;
     uint64_t timeout = 5000;
     rmq_client *c;
-    int rc, npos = 0;
+    int rc;
 
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (!cli_parse_u64(argv[++i], &timeout) || timeout > 3600000)
-                return bad_usage("bad --timeout '%s'", argv[i]);
-        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
-            return bad_usage("pub: unknown option '%s'", argv[i]);
-        } else if (npos == 0) {
-            subj = argv[i];
-            npos++;
-        } else if (npos == 1) {
-            msg = argv[i];
-            npos++;
-        } else {
-            return bad_usage("pub: unexpected argument '%s'", argv[i]);
-        }
-    }
+    if ((rc = parse_subj_msg("pub", argc, argv, &subj, &msg, &timeout, 0)) != 0)
+        return rc;
     if (subj == NULL)
         return bad_usage("pub: missing SUBJECT%s", "");
     if ((rc = check_subject(subj, false)) != 0)
@@ -313,24 +324,10 @@ static int cmd_req(const char *server, int argc, char **argv)
     uint64_t timeout = 2000;
     rmq_client *c;
     rmq_msg *reply;
-    int rc, npos = 0;
+    int rc;
 
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (!cli_parse_u64(argv[++i], &timeout) || timeout == 0 || timeout > 3600000)
-                return bad_usage("bad --timeout '%s'", argv[i]);
-        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
-            return bad_usage("req: unknown option '%s'", argv[i]);
-        } else if (npos == 0) {
-            subj = argv[i];
-            npos++;
-        } else if (npos == 1) {
-            msg = argv[i];
-            npos++;
-        } else {
-            return bad_usage("req: unexpected argument '%s'", argv[i]);
-        }
-    }
+    if ((rc = parse_subj_msg("req", argc, argv, &subj, &msg, &timeout, 1)) != 0)
+        return rc;
     if (subj == NULL || msg == NULL)
         return bad_usage("req: want SUBJECT MESSAGE%s", "");
     if ((rc = check_subject(subj, false)) != 0)
