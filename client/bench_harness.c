@@ -132,8 +132,8 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-/* Parse a non-negative decimal integer option value (as cli_parse_u64). */
-static bool parse_u64(const char *s, uint64_t *out)
+/* See bench_harness.h. */
+bool bench_parse_u64(const char *s, uint64_t *out)
 {
     char *end;
     unsigned long long v;
@@ -641,7 +641,7 @@ static int bench_parse(struct bench *b, int argc, char **argv)
             rate_set = true;
         }
         if (dst != NULL) {
-            if (i + 1 >= argc || !parse_u64(argv[i + 1], dst))
+            if (i + 1 >= argc || !bench_parse_u64(argv[i + 1], dst))
                 return bench_usage(b, "bad value for", argv[i]);
             i++;
         } else if (strncmp(argv[i], "--", 2) == 0) {

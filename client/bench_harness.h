@@ -84,6 +84,9 @@ struct bench_transport {
 /* CLOCK_MONOTONIC in ns: the clock of deadlines and latency stamps. */
 int64_t bench_now_ns(void);
 
+/* Parse a non-negative decimal integer option value into *out; false for
+ * anything else (sign, junk, overflow). Also used by the ringmq CLI. */
+bool bench_parse_u64(const char *s, uint64_t *out);
 /*
  * Run the bench `SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]
  * [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]`

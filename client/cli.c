@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_harness.h"
 #include "cli.h"
 #include "ringmq.h"
 
@@ -131,22 +132,6 @@ int cli_connect(const char *server, const char *name, rmq_client **out)
     return 0;
 }
 
-/* Parse a non-negative decimal integer option value into *out. */
-bool cli_parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
 static int bad_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ringmq: ");
@@ -185,7 +170,8 @@ static int parse_subj_msg(const char *cmd, int argc, char **argv, const char **s
     int npos = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (!cli_parse_u64(argv[++i], timeout) || *timeout < min_timeout || *timeout > 3600000)
+            if (!bench_parse_u64(argv[++i], timeout) || *timeout < min_timeout ||
+                *timeout > 3600000)
                 return bad_usage("bad --timeout '%s'", argv[i]);
         } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
             char what[300];
@@ -257,7 +243,7 @@ static int cmd_sub(const char *server, int argc, char **argv)
         if (strcmp(argv[i], "--queue") == 0 && i + 1 < argc) {
             queue = argv[++i];
         } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
-            if (!cli_parse_u64(argv[++i], &count) || count == 0)
+            if (!bench_parse_u64(argv[++i], &count) || count == 0)
                 return bad_usage("bad --count '%s' (want N >= 1)", argv[i]);
         } else if (strcmp(argv[i], "--raw") == 0) {
             raw = true;

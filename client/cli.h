@@ -23,7 +23,6 @@
 int cli_exit_code(int err);
 int cli_fail(const char *what, int err);
 int cli_connect(const char *server, const char *name, rmq_client **out);
-bool cli_parse_u64(const char *s, uint64_t *out);
 int cli_bench(const char *server, int argc, char **argv);
 
 #endif
