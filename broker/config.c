@@ -28,6 +28,36 @@ void config_defaults(struct config *c)
     c->bufs = 1024;
     c->buf_size = 16384;
     c->log_level = LOG_INFO;
+    c->storage = true;
+    strcpy(c->data_dir, "./data");
+    c->fsync_mode = 0; /* always */
+    c->fsync_interval_ms = 100;
+    c->store_map_size = 256ull << 20;
+    c->store_max = 16ull << 30;
+}
+
+/* "always", "never" or "interval=MS" (MS 1..60000). */
+static int set_fsync(struct config *c, const char *val)
+{
+    char *end;
+    unsigned long ms;
+    if (strcmp(val, "always") == 0) {
+        c->fsync_mode = 0;
+        return 0;
+    }
+    if (strcmp(val, "never") == 0) {
+        c->fsync_mode = 2;
+        return 0;
+    }
+    if (strncmp(val, "interval=", 9) != 0)
+        return -1;
+    errno = 0;
+    ms = strtoul(val + 9, &end, 10);
+    if (errno || *end || end == val + 9 || ms < 1 || ms > 60000)
+        return -1;
+    c->fsync_mode = 1;
+    c->fsync_interval_ms = (unsigned)ms;
+    return 0;
 }
 
 /* See config.h. */
@@ -144,6 +174,23 @@ int config_set(struct config *c, const char *key, const char *val, char *err, si
         rc = strlen(val) >= sizeof(c->auth_token);
         if (!rc)
             strcpy(c->auth_token, val);
+    } else if (strcmp(key, "data-dir") == 0) {
+        rc = !*val || strlen(val) >= sizeof(c->data_dir);
+        if (!rc)
+            strcpy(c->data_dir, val);
+    } else if (strcmp(key, "storage") == 0) {
+        rc = strcmp(val, "on") && strcmp(val, "off");
+        c->storage = strcmp(val, "off") != 0;
+    } else if (strcmp(key, "fsync") == 0) {
+        rc = set_fsync(c, val);
+    } else if (strcmp(key, "store-map-size") == 0) {
+        rc = config_parse_size(val, &v) || v < (1u << 20);
+        if (!rc)
+            c->store_map_size = v;
+    } else if (strcmp(key, "store-max") == 0) {
+        rc = config_parse_size(val, &v) || v < (1u << 20);
+        if (!rc)
+            c->store_max = v;
     } else if (strcmp(key, "port-file") == 0) {
         rc = strlen(val) >= sizeof(c->port_file);
         if (!rc)
@@ -226,6 +273,13 @@ static void usage(FILE *out)
                  "  --shutdown-timeout-ms MS  bound on flushing queued data at exit (2000)\n"
                  "  --handshake-timeout-ms MS CONNECT must arrive within MS (5000)\n"
                  "  --bufs N, --buf-size BYTES provided receive buffers per shard (1024 x 16K)\n"
+                 "  --data-dir DIR            durable topics' store (default ./data)\n"
+                 "  --storage on|off          off: no store, topic calls get UNAVAILABLE (on)\n"
+                 "  --fsync always|interval=MS|never\n"
+                 "                            when commits reach the disk (always; see\n"
+                 "                            proto/PROTOCOL.md for what each can lose)\n"
+                 "  --store-map-size BYTES    initial LMDB map (256M; it doubles as needed)\n"
+                 "  --store-max BYTES         largest the store may grow to (16G)\n"
                  "  --port-file PATH          write the bound port to PATH once listening\n"
                  "  --config FILE             read 'key = value' settings (same keys)\n"
                  "  --print-config            print the effective configuration and exit\n"
@@ -316,4 +370,12 @@ void config_print(const struct config *c, FILE *out)
         fprintf(out, "auth-token = (set)\n");
     if (c->port_file[0])
         fprintf(out, "port-file = %s\n", c->port_file);
+    fprintf(out, "storage = %s\n", c->storage ? "on" : "off");
+    fprintf(out, "data-dir = %s\n", c->data_dir);
+    if (c->fsync_mode == 1)
+        fprintf(out, "fsync = interval=%u\n", c->fsync_interval_ms);
+    else
+        fprintf(out, "fsync = %s\n", c->fsync_mode == 0 ? "always" : "never");
+    fprintf(out, "store-map-size = %llu\n", (unsigned long long)c->store_map_size);
+    fprintf(out, "store-max = %llu\n", (unsigned long long)c->store_max);
 }

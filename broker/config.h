@@ -33,6 +33,14 @@ struct config {
     int log_level;
     char auth_token[256]; /* empty: no auth */
     char port_file[512];  /* write the bound port here once listening */
+
+    /* Durable topics (storage/). */
+    bool storage;               /* false: --no-storage, no data dir is opened */
+    char data_dir[512];         /* LMDB environment */
+    int fsync_mode;             /* enum store_fsync */
+    unsigned fsync_interval_ms; /* STORE_FSYNC_INTERVAL */
+    uint64_t store_map_size;    /* initial map size */
+    uint64_t store_max;         /* map growth cap (largest data.mdb) */
 };
 
 /* Fill c with the embedded defaults. */

@@ -25,13 +25,14 @@
 
 #include "codec.h"
 #include "conn.h"
+#include "dur.h"
+#include "dur_int.h"
 #include "log.h"
+#include "replay.h"
 #include "subject.h"
 #include "trie.h"
 #include "xalloc.h"
 #include "xshard.h"
-
-#define SUB_DONE UINT64_MAX /* remaining: reached its auto-unsubscribe count */
 
 /* ---- The sid map of a connection ---- */
 
@@ -95,7 +96,15 @@ static const char *sub_queue(const struct sub *s)
 /* See dispatch.h. */
 void dispatch_sub_unindex(struct shard *sh, struct sub *s)
 {
-    int rc = trie_remove(sh->trie, s->str, s->plen, sub_queue(s), s->qlen, s);
+    int rc;
+    if (s->bind) { /* a consumer binding is not in the trie */
+        topic_unbind(sh, s);
+        stat_add(&sh->stats.subs_now, (uint64_t)-1);
+        return;
+    }
+    if (s->rp)
+        replay_free(sh, s);
+    rc = trie_remove(sh->trie, s->str, s->plen, sub_queue(s), s->qlen, s);
     if (rc < 0)
         log_error("[s%u] subscription %" PRIu64 " missing from the index", sh->id, s->sid);
     stat_add(&sh->stats.subs_now, (uint64_t)-1);
@@ -129,6 +138,8 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
     struct shard *sh = c->sh;
     Ringmq__Subscribe *m = ringmq__subscribe__unpack(NULL, sp->len, sp->p);
     struct sub *s;
+    struct replay *rp = NULL;
+    struct dop_bind *bind = NULL;
     size_t plen, qlen;
     int rc;
 
@@ -158,8 +169,12 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SUBJECT, text, m->sid, false);
         goto out;
     }
+    if (m->durable ? topic_bind_prepare(c, m, &bind) : m->topic ? replay_prepare(c, m, &rp) : 0)
+        goto out;
     s = xmalloc(sizeof(*s) + plen + qlen + 2);
     s->conn = c;
+    s->rp = NULL;
+    s->bind = NULL;
     s->sid = m->sid;
     s->remaining = 0;
     s->plen = (uint16_t)plen;
@@ -168,15 +183,24 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
     memcpy(s->str + plen + 1, qlen ? m->queue : "", qlen + 1);
     s->ghash = strmap_hash(s->str, sub_klen(s));
     s->created_ns = now_ns(); /* fresh, not the loop's cached time: see route_visit */
+    if (bind) {
+        submap_put(c, s);
+        stat_add(&sh->stats.subs_now, 1);
+        topic_bind_attach(sh, s, bind);
+        goto out;
+    }
     rc = trie_insert(sh->trie, s->str, plen, sub_queue(s), qlen, s);
     if (rc < 0) {
         free(s);
+        free(rp);
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_LIMIT, rmq_err_str(rc), m->sid, false);
         goto out;
     }
     submap_put(c, s);
     stat_add(&sh->stats.subs_now, 1);
     xshard_sub_added(sh, s->str, sub_klen(s));
+    if (rp)
+        replay_attach(sh, s, rp);
 out:
     ringmq__subscribe__free_unpacked(m, NULL);
 }
@@ -210,7 +234,22 @@ struct route_ctx {
     bool own_body;
     size_t body_len;
     uint64_t delivered;
+    bool seq_known; /* for topic subscriptions: the message's seq, parsed once */
+    uint64_t seq;
+    struct codec_span subj;
 };
+
+static uint64_t route_seq(struct route_ctx *r)
+{
+    if (!r->seq_known) {
+        struct codec_msg m;
+        r->seq_known = true;
+        r->seq = r->m                                                    ? r->m->seq
+                 : codec_msg_parse(r->body->data, r->body->len, &m) == 0 ? m.seq
+                                                                         : 0;
+    }
+    return r->seq;
+}
 
 static bool group_chosen(const struct route_filter *f, uint64_t ghash)
 {
@@ -236,6 +275,8 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
      * the message was published (it only waited in a ring). */
     if ((c->flags & (CONN_F_SLOW | CONN_F_DRAINING | CONN_F_CLOSING)) || s->remaining == SUB_DONE ||
         (r->f->ts && s->created_ns > r->f->ts))
+        return TRIE_NEXT_MEMBER;
+    if (s->rp && !replay_offer(r->sh, s, route_seq(r), (const char *)r->subj.p, r->subj.len))
         return TRIE_NEXT_MEMBER;
     if (!r->body) {
         r->body = msgbuf_new(&r->sh->pool, (uint32_t)r->body_len);
@@ -267,6 +308,7 @@ void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf
             return;
         r.body_len = body->len;
     }
+    r.subj = subj;
     trie_match(sh->trie, (const char *)subj.p, subj.len, route_visit, &r);
     if (r.own_body)
         xshard_unref(sh, r.body);
@@ -285,8 +327,8 @@ void dispatch_after_route(struct shard *sh)
     sh->nslow = 0;
 }
 
-/* Publish a message from the broker itself (e.g. a $SYS reply). */
-static void route_local(struct shard *sh, const char *subj, const char *data, size_t len)
+/* See dispatch.h. */
+void dispatch_publish_local(struct shard *sh, const char *subj, const char *data, size_t len)
 {
     size_t slen = strlen(subj);
     size_t n = codec_pub_size(subj, slen, NULL, 0, NULL, 0, len);
@@ -348,11 +390,23 @@ static void sys_stats(struct conn *c, const struct codec_msg *m)
         n += (size_t)snprintf(json + n, sizeof(json) - n, ",\"%s\":%" PRIu64, stat_fields[k].name,
                               v);
     }
+    if (srv->dur && n < sizeof(json)) {
+        struct dur_stats *ds = &srv->dur->stats;
+        n += (size_t)snprintf(
+            json + n, sizeof(json) - n,
+            ",\"stored\":%" PRIu64 ",\"store_duplicates\":%" PRIu64 ",\"store_errors\":%" PRIu64
+            ",\"store_batches\":%" PRIu64 ",\"consumer_deliveries\":%" PRIu64
+            ",\"consumer_redeliveries\":%" PRIu64 ",\"consumer_acks\":%" PRIu64
+            ",\"consumer_dropped\":%" PRIu64,
+            stat_get(&ds->stored), stat_get(&ds->duplicates), stat_get(&ds->store_errors),
+            stat_get(&ds->batches), stat_get(&ds->cons_delivered), stat_get(&ds->cons_redelivered),
+            stat_get(&ds->cons_acks), stat_get(&ds->cons_dropped));
+    }
     if (n < sizeof(json) - 1)
         json[n++] = '}';
     memcpy(reply, m->reply.p, m->reply.len);
     reply[m->reply.len] = '\0';
-    route_local(c->sh, reply, json, n < sizeof(json) ? n : sizeof(json) - 1);
+    dispatch_publish_local(c->sh, reply, json, n < sizeof(json) ? n : sizeof(json) - 1);
 }
 
 static void on_publish(struct conn *c, const struct codec_span *sp)
@@ -384,10 +438,21 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SUBJECT, text, 0, false);
         return;
     }
-    if (m.subject.p[0] == '$' && m.reply.len && m.subject.len == strlen(DISPATCH_SYS_STATS) &&
-        memcmp(m.subject.p, DISPATCH_SYS_STATS, m.subject.len) == 0) {
-        sys_stats(c, &m);
-        return;
+    if (m.subject.p[0] == '$') {
+        if (m.reply.len && m.subject.len == strlen(DISPATCH_SYS_STATS) &&
+            memcmp(m.subject.p, DISPATCH_SYS_STATS, m.subject.len) == 0) {
+            sys_stats(c, &m);
+            return;
+        }
+        if (topic_sys_publish(sh, &m))
+            return;
+    }
+    if (sh->topics && sh->topics->n) {
+        int tidx = topic_of_subject(sh, (const char *)m.subject.p, m.subject.len);
+        if (tidx >= 0) {
+            topic_publish(sh, c, &m, tidx);
+            return;
+        }
     }
     xshard_route(sh, &m);
 }

@@ -49,6 +49,9 @@ void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf
 /* Remove s from the shard's subject index (not from the conn's map). */
 void dispatch_sub_unindex(struct shard *sh, struct sub *s);
 
+/* Publish a message from the broker itself (a $SYS reply, a PubAck). */
+void dispatch_publish_local(struct shard *sh, const char *subj, const char *data, size_t len);
+
 /* Process the deferred auto-unsubscribes and slow consumers of sh. */
 void dispatch_after_route(struct shard *sh);
 

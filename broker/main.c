@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "dur.h"
 #include "log.h"
 #include "shard.h"
 #include "xalloc.h"
@@ -177,6 +178,18 @@ int main(int argc, char **argv)
         srv->shards[i].cpu = (int)(i % (unsigned)(ncpu > 0 ? ncpu : 1));
     }
     srv->cfg.listen_port = port;
+    rc = dur_start(srv);
+    if (rc) {
+        log_error("not starting: the store in %s cannot be used (%s); fix or move it, or run "
+                  "with --storage off",
+                  srv->cfg.data_dir, rmq_err_str(rc));
+        for (unsigned j = 0; j < srv->nshards; j++)
+            close(srv->shards[j].listen_fd);
+        xshard_server_fini(srv);
+        free(srv->shards);
+        free(srv);
+        return 1;
+    }
     for (unsigned i = 0; i < srv->nshards; i++) {
         rc = pthread_create(&srv->shards[i].thread, NULL, shard_run, &srv->shards[i]);
         if (rc) {
@@ -221,6 +234,7 @@ int main(int argc, char **argv)
                  (unsigned long long)conns, (unsigned long long)in, (unsigned long long)out,
                  (unsigned long long)slow);
     }
+    dur_stop(srv);
     if (srv->cfg.port_file[0])
         unlink(srv->cfg.port_file);
     xshard_server_fini(srv);

@@ -33,6 +33,8 @@
 
 #include "conn.h"
 #include "dispatch.h"
+#include "dur.h"
+#include "replay.h"
 #include "log.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -122,7 +124,7 @@ static bool any_pressure(struct shard *sh)
         if (d != sh->id && sh->stage[d].n - sh->stage[d].head > XRING_CAP / 2)
             return true;
     }
-    return false;
+    return sh->dur_inflight > DUR_INFLIGHT_MAX / 2;
 }
 
 /* Let stalled publishers read again once the back-pressure is gone, or at
@@ -494,19 +496,24 @@ static void enter(struct shard *sh)
     struct io_uring_cqe *cqe;
     if ((sh->stopping && sh->stopping < STOP_DRAIN) || sh->nstalled)
         ts.tv_nsec = 1000000; /* shutdown phases / stalled publishers: 1 ms steps */
-    if (sh->srv->nshards > 1) {
+    if (replay_busy(sh)) {
+        io_uring_submit_and_get_events(&sh->ring);
+        return;
+    }
+    if (sh->srv->nshards > 1 || sh->srv->dur) {
         atomic_store(&sh->sleeping, 1);
-        /* Pairs with the fence in xshard_flush: either the producer sees
-         * sleeping = 1 and rings, or we see its entries here. */
+        /* Pairs with the fence in xshard_flush and the storage thread's
+         * flush_out: either the producer sees sleeping = 1 and rings, or we
+         * see its entries here. */
         atomic_thread_fence(memory_order_seq_cst);
-        if (xshard_pending(sh)) {
+        if (xshard_pending(sh) || dur_pending(sh)) {
             atomic_store(&sh->sleeping, 0);
             io_uring_submit_and_get_events(&sh->ring);
             return;
         }
     }
     io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
-    if (sh->srv->nshards > 1)
+    if (sh->srv->nshards > 1 || sh->srv->dur)
         atomic_store(&sh->sleeping, 0);
 }
 
@@ -527,8 +534,10 @@ void *shard_run(void *arg)
     }
     sh->trie = trie_new();
     ok = sh->trie && ring_setup(sh) == 0;
-    if (ok)
+    if (ok) {
         xshard_init(sh);
+        topic_shard_init(sh);
+    }
     /* Every ring exists before anyone sends a doorbell to it. */
     pthread_barrier_wait(&srv->barrier);
     if (!ok) {
@@ -539,6 +548,7 @@ void *shard_run(void *arg)
         shard_fini(sh);
         return NULL;
     }
+
     sh->now_ns = now_ns();
     next_tick = sh->now_ns + TICK_NS;
     arm_accept(sh);
@@ -548,10 +558,13 @@ void *shard_run(void *arg)
         unsigned head, n = 0;
 
         xshard_drain(sh, 4096);
+        dur_drain(sh);
+        replay_run(sh);
         if (sh->nstalled)
             resume_stalled(sh);
         flush_dirty(sh);
         xshard_flush(sh);
+        dur_flush(sh);
         if (sh->br_pending) {
             io_uring_buf_ring_advance(sh->br, (int)sh->br_pending);
             sh->br_pending = 0;
@@ -564,7 +577,7 @@ void *shard_run(void *arg)
             /* Done when every conn is gone and the cancelled accept has
              * completed: until then the kernel holds the listening socket,
              * and a restart on the same port would find it in use. */
-            if (sh->stopping == STOP_DRAIN && !sh->conns && !sh->accept_armed)
+            if (sh->stopping == STOP_DRAIN && !sh->conns && !sh->accept_armed && !sh->dur_inflight)
                 break;
         }
         enter(sh);
@@ -587,9 +600,11 @@ void *shard_run(void *arg)
                  (unsigned long long)sh->nconns);
     /* Peers may still hand us entries until they have all left their loops. */
     xshard_flush(sh);
+    dur_flush(sh);
     io_uring_submit(&sh->ring);
     pthread_barrier_wait(&srv->barrier);
     xshard_fini(sh);
+    topic_shard_fini(sh);
     shard_fini(sh);
     return NULL;
 }

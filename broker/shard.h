@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 
 #include "config.h"
+#include "mpsc.h"
 #include "msgbuf.h"
 #include "strmap.h"
 #include "xshard.h"
@@ -140,8 +141,15 @@ struct conn {
     uint32_t subcap, nsubs, subused;
 };
 
+#define SUB_DONE UINT64_MAX /* sub.remaining: reached its auto-unsubscribe count */
+
+struct replay;
+struct dbind;
+
 struct sub {
     struct conn *conn;
+    struct replay *rp;  /* a topic subscription (replay.c), else NULL */
+    struct dbind *bind; /* bound to a durable consumer (topic.c); not in the trie */
     uint64_t sid;
     uint64_t remaining;  /* 0 = unlimited; else deliveries left */
     uint64_t ghash;      /* strmap_hash of the key, for queue-group choices */
@@ -214,6 +222,15 @@ struct shard {
     struct xpong *pongs;  /* FIFO of deferred pongs */
     uint32_t ponghead, npongs, pongcap;
 
+    /* Durable topics, see dur.h. */
+    struct mpsc dur_in;         /* from the storage thread */
+    struct mpsc_chain dur_out;  /* to it, published by dur_flush */
+    struct topic_table *topics; /* one reference */
+    struct trie *ttrie;         /* topic patterns; values: table index + 1 */
+    uint64_t dur_inflight;      /* append bytes at the storage thread */
+    struct replay **replays;    /* topic subscriptions still reading the store */
+    uint32_t nreplays, replaycap;
+
     struct shard_stats stats;
     int exit_code;
 };
@@ -229,6 +246,8 @@ struct server {
     struct xring *xr;          /* [src * nshards + dst] */
     _Atomic unsigned quiesced; /* shards whose stop has flushed their stage */
     pthread_barrier_t barrier; /* all rings ready / all loops stopped */
+    struct dur *dur;           /* the storage thread; NULL with --storage off */
+    struct store *store;       /* its store: shards read from it (replays) */
 };
 
 /* Monotonic clock in nanoseconds. */

@@ -292,6 +292,18 @@ void xshard_pong(struct shard *sh, struct conn *c, uint64_t token)
     p->seq = sh->bcast_seq;
 }
 
+/* See xshard.h. */
+uint64_t xshard_interest_seq(struct shard *sh)
+{
+    return sh->bcast_seq;
+}
+
+/* See xshard.h. */
+bool xshard_interest_synced(struct shard *sh, uint64_t seq)
+{
+    return sh->srv->nshards == 1 || min_acked(sh) >= seq;
+}
+
 static void pongs_release(struct shard *sh)
 {
     uint64_t m = min_acked(sh);

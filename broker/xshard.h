@@ -93,6 +93,10 @@ void xshard_fini(struct shard *sh);
 
 /* Handle up to budget entries from every inbound ring. Returns the count. */
 unsigned xshard_drain(struct shard *sh, unsigned budget);
+/* The seq of the last interest broadcast, and whether every peer has
+ * applied everything up to seq (a topic replay waits for that). */
+uint64_t xshard_interest_seq(struct shard *sh);
+bool xshard_interest_synced(struct shard *sh, uint64_t seq);
 /* Move staged entries into the rings; ring the doorbell of sleeping peers. */
 void xshard_flush(struct shard *sh);
 /* true if some inbound ring has entries (checked after setting sleeping). */

@@ -247,6 +247,20 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
             m->sid = f.v;
             m->has_sid = true;
             break;
+        case 6:
+        case 7:
+        case 8:
+            /* Message's seq, time_ns, deliveries: varints (like sid, they
+             * are rejected in another wire type, in a Publish too). */
+            if (f.wt != WT_VARINT)
+                return RMQ_EFRAME;
+            if (f.num == 6)
+                m->seq = f.v;
+            else if (f.num == 7)
+                m->time_ns = f.v;
+            else
+                m->deliveries = (uint32_t)f.v;
+            break;
         default:
             break; /* unknown fields are skipped, as protobuf says */
         }
@@ -280,7 +294,14 @@ size_t codec_body_size(const struct codec_msg *m)
             if (f.num == 3)
                 n += f.end - f.start;
     }
-    return n + len_field_size(4, m->payload.len);
+    n += len_field_size(4, m->payload.len);
+    if (m->seq)
+        n += 1 + varint_size(m->seq);
+    if (m->time_ns)
+        n += 1 + varint_size(m->time_ns);
+    if (m->deliveries)
+        n += 1 + varint_size(m->deliveries);
+    return n;
 }
 
 /* See codec.h. */
@@ -299,7 +320,19 @@ void codec_body_write(const struct codec_msg *m, uint8_t *out)
             }
         }
     }
-    len_field_put(out + n, 4, m->payload.p, m->payload.len);
+    n += len_field_put(out + n, 4, m->payload.p, m->payload.len);
+    if (m->seq) {
+        out[n++] = 6 << 3;
+        n += varint_put(out + n, m->seq);
+    }
+    if (m->time_ns) {
+        out[n++] = 7 << 3;
+        n += varint_put(out + n, m->time_ns);
+    }
+    if (m->deliveries) {
+        out[n++] = 8 << 3;
+        varint_put(out + n, m->deliveries);
+    }
 }
 
 /* See codec.h. */
@@ -459,6 +492,19 @@ int codec_err_from_wire(Ringmq__ErrorCode code)
         return RMQ_ENOTFOUND;
     case RINGMQ__ERROR_CODE__ERR_SHUTDOWN:
         return RMQ_ECLOSED;
+    case RINGMQ__ERROR_CODE__ERR_NO_TOPIC:
+        return RMQ_ENOTFOUND;
+    case RINGMQ__ERROR_CODE__ERR_EXISTS:
+        return -EEXIST;
+    case RINGMQ__ERROR_CODE__ERR_STORE_FULL:
+        return RMQ_ESTOREFULL;
+    case RINGMQ__ERROR_CODE__ERR_STORAGE:
+        return -EIO;
+    case RINGMQ__ERROR_CODE__ERR_UNAVAILABLE:
+        return RMQ_EUNAVAIL;
+    case RINGMQ__ERROR_CODE__ERR_INVALID:
+        return -EINVAL;
+
     default:
         return RMQ_ESERVER;
     }

@@ -74,6 +74,9 @@ struct codec_msg {
     uint64_t sid;
     bool has_sid;
     uint32_t nhdrs;
+    /* Durable topics (Message fields 6-8); 0 when absent. */
+    uint64_t seq, time_ns;
+    uint32_t deliveries;
     /* The whole submessage, for walking headers with codec_hdr_next(). */
     struct codec_span raw;
 };
@@ -117,7 +120,9 @@ int codec_hdr_next(const struct codec_msg *m, size_t *pos, struct codec_hdr *h);
 
 /*
  * The shared delivery body: fields 1-4 of Message (subject, reply, headers,
- * payload) re-emitted from a parsed message. codec_body_size() gives its
+ * payload), and 6-8 (seq, time_ns, deliveries) when non-zero, re-emitted
+ * from a parsed message; set m->reply.len = 0 or m->seq etc. to drop or
+ * add fields. codec_body_size() gives its
  * size; codec_body_write() writes exactly that many bytes to out.
  */
 size_t codec_body_size(const struct codec_msg *m);

@@ -32,6 +32,8 @@ const char *rmq_err_str(int err)
         return "connection closed";
     case RMQ_ECORRUPT:
         return "stored data is damaged";
+    case RMQ_EUNAVAIL:
+        return "unavailable (storage off, or the topic's node is down)";
     default:
         break;
     }

@@ -22,6 +22,7 @@
 #define RMQ_EKIND (RMQ_ERRBASE - 8)      /* unknown frame kind */
 #define RMQ_ECLOSED (RMQ_ERRBASE - 9)    /* the connection was closed */
 #define RMQ_ECORRUPT (RMQ_ERRBASE - 10)  /* stored data is damaged or not ours */
+#define RMQ_EUNAVAIL (RMQ_ERRBASE - 11)  /* storage off, or a topic's owner is down */
 
 /*
  * Return a static, NUL-terminated description of err: one of the codes

@@ -159,3 +159,34 @@ bool subject_match(const char *pat, size_t plen, const char *subj, size_t slen)
             return false;
     }
 }
+
+/* The next token of s from *pos: sets *t and *tl, advances *pos; false at the end. */
+static bool token_next(const char *s, size_t len, size_t *pos, const char **t, size_t *tl)
+{
+    const char *dot;
+    if (*pos > len)
+        return false;
+    *t = s + *pos;
+    dot = memchr(*t, '.', len - *pos);
+    *tl = dot ? (size_t)(dot - *t) : len - *pos;
+    *pos += *tl + 1;
+    return true;
+}
+
+/* See subject.h. */
+bool subject_patterns_overlap(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t pa = 0, pb = 0;
+    for (;;) {
+        const char *ta, *tb;
+        size_t la, lb;
+        bool ha = token_next(a, alen, &pa, &ta, &la), hb = token_next(b, blen, &pb, &tb, &lb);
+        if (!ha || !hb)
+            return !ha && !hb;
+        if ((la == 1 && ta[0] == '>') || (lb == 1 && tb[0] == '>'))
+            return true; /* the other has a token here, and ">" takes any rest */
+        if (!(la == 1 && ta[0] == '*') && !(lb == 1 && tb[0] == '*') &&
+            (la != lb || memcmp(ta, tb, la) != 0))
+            return false;
+    }
+}

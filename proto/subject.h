@@ -21,7 +21,11 @@ int subject_check(const char *s, size_t len);
 /* 0 if s is a valid subscription pattern ("*" tokens, ">" last), else RMQ_ESUBJECT. */
 int subject_check_pattern(const char *s, size_t len);
 
-/* true if the valid subject subj matches the valid pattern pat. Test oracle, slow. */
+/* true if the valid subject subj matches the valid pattern pat. Test oracle;
+ * the broker also uses it where one pattern is checked (replay filters). */
 bool subject_match(const char *pat, size_t plen, const char *subj, size_t slen);
+
+/* true if some subject matches both valid patterns (topics may not overlap). */
+bool subject_patterns_overlap(const char *a, size_t alen, const char *b, size_t blen);
 
 #endif

@@ -50,7 +50,7 @@ uint64_t test_now_ms(void)
 
 static int spawn(struct tbroker *b, uint16_t port, const char *const *extra)
 {
-    char listen[64], portfile[300];
+    char listen[64], portfile[300], datadir[300];
     const char *argv[64];
     int n = 0, fd;
 
@@ -62,6 +62,10 @@ static int spawn(struct tbroker *b, uint16_t port, const char *const *extra)
     argv[n++] = listen;
     argv[n++] = "--port-file";
     argv[n++] = portfile;
+    /* Each broker its own store (a later --data-dir in extra wins). */
+    snprintf(datadir, sizeof(datadir), "%s/data", b->dir);
+    argv[n++] = "--data-dir";
+    argv[n++] = datadir;
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;

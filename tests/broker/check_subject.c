@@ -592,6 +592,29 @@ START_TEST(test_subject_fuzz_match_vs_reference)
 }
 END_TEST
 
+/* Topic subjects may not overlap: a table, checked both ways round. */
+START_TEST(test_subject_patterns_overlap)
+{
+    static const struct {
+        const char *a, *b;
+        bool overlap;
+    } t[] = {
+        {"a.b", "a.b", true},   {"a.b", "a.c", false},   {"a.*", "a.b", true},
+        {"a.>", "a.b.c", true}, {"a.>", "a", false},     {"a.*", "a.b.c", false},
+        {">", "x.y", true},     {"*.b", "a.*", true},    {"*.b", "a.c", false},
+        {"a.*.c", "a.>", true}, {"a.b.>", "a.*", false}, {"orders.>", "order.>", false},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        ck_assert_msg(subject_patterns_overlap(t[i].a, strlen(t[i].a), t[i].b, strlen(t[i].b)) ==
+                          t[i].overlap,
+                      "%s vs %s", t[i].a, t[i].b);
+        ck_assert_msg(subject_patterns_overlap(t[i].b, strlen(t[i].b), t[i].a, strlen(t[i].a)) ==
+                          t[i].overlap,
+                      "%s vs %s (swapped)", t[i].b, t[i].a);
+    }
+}
+END_TEST
+
 /* ---- Suite ---- */
 
 static Suite *subject_suite(void)
@@ -632,6 +655,7 @@ static Suite *subject_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_subject_fuzz_check_vs_reference);
     tcase_add_test(tc, test_subject_fuzz_match_vs_reference);
+    tcase_add_test(tc, test_subject_patterns_overlap);
     suite_add_tcase(s, tc);
 
     return s;

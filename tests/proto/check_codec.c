@@ -295,6 +295,50 @@ START_TEST(test_codec_peek_every_kind)
 }
 END_TEST
 
+/* Durable fields: a body with seq, time_ns and deliveries (and the reply
+ * dropped) is read back by the codec and by protobuf-c alike. */
+START_TEST(test_codec_body_durable_fields)
+{
+    uint8_t frame[256], body[256], msg[300];
+    struct codec_span b, sub;
+    struct codec_msg m, back;
+    size_t n = codec_pub_write(frame, "orders.eu", 9, "r.1", 3, NULL, 0, "hello", 5);
+    ck_assert_int_eq(codec_split(frame, n, MAX_BODY, &b), 1);
+    ck_assert_int_eq(codec_peek(b.p, b.len, &sub), CODEC_K_PUB);
+    ck_assert_int_eq(codec_msg_parse(sub.p, sub.len, &m), 0);
+    ck_assert_uint_eq(m.seq, 0);
+    m.reply.len = 0;
+    m.seq = 1234567;
+    m.time_ns = 1764600000123456789ull;
+    m.deliveries = 3;
+    size_t bl = codec_body_size(&m);
+    ck_assert_uint_le(bl, sizeof(body));
+    codec_body_write(&m, body);
+    ck_assert_int_eq(codec_msg_parse(body, bl, &back), 0);
+    ck_assert_uint_eq(back.seq, 1234567);
+    ck_assert_uint_eq(back.time_ns, 1764600000123456789ull);
+    ck_assert_uint_eq(back.deliveries, 3);
+    ck_assert_uint_eq(back.reply.len, 0);
+    /* As a whole MESSAGE, decoded by protobuf-c. */
+    size_t pl = codec_msg_prefix(msg, 42, bl);
+    memcpy(msg + pl, body, bl);
+    ck_assert_int_eq(codec_split(msg, pl + bl, MAX_BODY, &b), 1);
+    ck_assert_int_eq(codec_peek(b.p, b.len, &sub), CODEC_K_MSG);
+    Ringmq__Message *pm = ringmq__message__unpack(NULL, sub.len, sub.p);
+    ck_assert_ptr_nonnull(pm);
+    ck_assert_uint_eq(pm->sid, 42);
+    ck_assert(pm->has_seq && pm->seq == 1234567);
+    ck_assert(pm->has_time_ns && pm->time_ns == 1764600000123456789ull);
+    ck_assert(pm->has_deliveries && pm->deliveries == 3);
+    ck_assert_ptr_null(pm->reply);
+    ck_assert_str_eq(pm->subject, "orders.eu");
+    ringmq__message__free_unpacked(pm, NULL);
+    /* A seq in another wire type is malformed. */
+    uint8_t bad[] = {0x0a, 0x01, 'a', 0x32, 0x01, 0x00};
+    ck_assert_int_eq(codec_msg_parse(bad, sizeof(bad), &back), RMQ_EFRAME);
+}
+END_TEST
+
 START_TEST(test_codec_peek_unknown_fields_are_none)
 {
     struct wbuf b = {0};
@@ -1030,6 +1074,12 @@ START_TEST(test_codec_err_from_wire_every_code)
         {RINGMQ__ERROR_CODE__ERR_BAD_SID, "ERR_BAD_SID", RMQ_ENOTFOUND},
         {RINGMQ__ERROR_CODE__ERR_SHUTDOWN, "ERR_SHUTDOWN", RMQ_ECLOSED},
         {RINGMQ__ERROR_CODE__ERR_LIMIT, "ERR_LIMIT", RMQ_ESERVER},
+        {RINGMQ__ERROR_CODE__ERR_NO_TOPIC, "ERR_NO_TOPIC", RMQ_ENOTFOUND},
+        {RINGMQ__ERROR_CODE__ERR_EXISTS, "ERR_EXISTS", -EEXIST},
+        {RINGMQ__ERROR_CODE__ERR_STORE_FULL, "ERR_STORE_FULL", RMQ_ESTOREFULL},
+        {RINGMQ__ERROR_CODE__ERR_STORAGE, "ERR_STORAGE", -EIO},
+        {RINGMQ__ERROR_CODE__ERR_UNAVAILABLE, "ERR_UNAVAILABLE", RMQ_EUNAVAIL},
+        {RINGMQ__ERROR_CODE__ERR_INVALID, "ERR_INVALID", -EINVAL},
     };
     const size_t n = sizeof(table) / sizeof(table[0]);
     /* A new wire code must be added to this table (and mapped on purpose). */
@@ -1448,6 +1498,7 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, test_codec_split_zero_length_body);
     tcase_add_loop_test(tc, test_codec_peek_every_kind, 1, CODEC_K_MAX + 1);
     tcase_add_test(tc, test_codec_peek_unknown_fields_are_none);
+    tcase_add_test(tc, test_codec_body_durable_fields);
     tcase_add_test(tc, test_codec_peek_last_kind_wins);
     tcase_add_test(tc, test_codec_peek_truncated_is_eframe);
     tcase_add_test(tc, test_codec_peek_wrong_wire_type_is_eframe);

@@ -581,7 +581,7 @@ void gen_encode(const struct gen *g, struct wbuf *out)
     }
     for (size_t u = rng_below(GEN_MAX_UNK + 1); u > 0; u--) {
         struct piece p = {1, syn.len, 0};
-        wb_unknown(&syn, 6);
+        wb_unknown(&syn, 9); /* 6-8: Message's seq, time_ns, deliveries */
         p.len = syn.len - p.off;
         insert_piece(v, &n, rng_below(n + 1), p);
     }
@@ -638,6 +638,8 @@ const char *stricter_reason(const uint8_t *p, size_t len, enum level lvl)
             return "field number over 2^29-1";
         if (lvl == LVL_PUB && num == 5 && wt != 0)
             return "Publish field 5 (sid) not a varint";
+        if (lvl == LVL_PUB && num >= 6 && num <= 8 && wt != 0)
+            return "Publish field 6-8 (seq, time_ns, deliveries) not a varint";
         switch (wt) {
         case 0:
             if (!read_varint(p, len, &pos, &v))
