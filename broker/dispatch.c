@@ -454,6 +454,8 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
             return;
         }
     }
+    if (m.nhdrs && m.reply.len && topic_refuse_ack(sh, &m))
+        return;
     xshard_route(sh, &m);
 }
 

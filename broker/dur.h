@@ -44,6 +44,7 @@ struct conn;
 struct codec_msg;
 
 #define DUR_MSG_ID_HDR "Rmq-Msg-Id"
+#define DUR_EXPECT_ACK_HDR "Rmq-Expect-Ack"
 #define DUR_ACK_PREFIX "$SYS.ACK."
 #define DUR_ADMIN_PREFIX "$SYS.REQ."
 #define DUR_INFLIGHT_MAX (32u << 20) /* append bytes a shard may have at storage */
@@ -185,6 +186,12 @@ int topic_of_subject(struct shard *sh, const char *subj, size_t slen);
 int topic_by_name(struct shard *sh, const char *name);
 /* A publish to a topic's subject (validated): hand it to the storage. */
 void topic_publish(struct shard *sh, struct conn *c, const struct codec_msg *m, int tidx);
+/*
+ * A publish with a reply and the Rmq-Expect-Ack header on a subject no topic
+ * holds: answer with a PubAck NO_TOPIC (UNAVAILABLE without storage), return
+ * true. false (nothing sent) for any other publish.
+ */
+bool topic_refuse_ack(struct shard *sh, const struct codec_msg *m);
 /* A publish to $SYS.ACK.* or $SYS.REQ.TOPIC/CONSUMER.*; true if it was one. */
 bool topic_sys_publish(struct shard *sh, const struct codec_msg *m);
 /* Queue an op for the storage thread (sent by dur_flush). */

@@ -71,7 +71,9 @@ struct dur {
     struct dop_append **appops;
     uint32_t napps, appcap;
     uint64_t now_ns, last_sync_ns, last_retention_ns, last_cons_ns;
-    bool unsynced;
+    bool unsynced;      /* committed since the last flush began */
+    bool sync_inflight; /* an IORING_OP_FSYNC is running */
+    int sync_fd;        /* <data-dir>/data.mdb, for --fsync interval (else -1) */
     struct dur_stats stats;
 };
 

@@ -12,9 +12,12 @@
  * Thread: the storage thread, except dur_start/dur_stop (main thread).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dur_int.h"
 #include "log.h"
@@ -22,6 +25,7 @@
 #include "xalloc.h"
 
 #define RETENTION_NS (1000ull * 1000000)
+#define UD_SYNC 1 /* user_data of the interval flush */
 #define CONS_TICK_NS (20ull * 1000000)
 #define IDLE_WAIT_NS (100ull * 1000000)
 
@@ -168,17 +172,59 @@ static void handle(struct dur *d, struct dop *op)
     }
 }
 
-static void timers(struct dur *d)
+/* Completions on our ring: the interval flush (doorbell CQEs carry 0). */
+static void reap(struct dur *d)
 {
-    struct config *cfg = &d->srv->cfg;
-    if (d->unsynced &&
-        d->now_ns - d->last_sync_ns >= (uint64_t)cfg->fsync_interval_ms * 1000000ull) {
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&d->ring, head, cqe)
+    {
+        if (cqe->user_data == UD_SYNC) {
+            d->sync_inflight = false;
+            if (cqe->res < 0)
+                log_error("storage: fdatasync of the data file: %s", rmq_err_str(cqe->res));
+        }
+        n++;
+    }
+    io_uring_cq_advance(&d->ring, n);
+}
+
+/*
+ * --fsync interval: flush with an asynchronous fdatasync (IORING_OP_FSYNC)
+ * of data.mdb, so commits go on while the disk flushes. fdatasync acts on
+ * the file, not the descriptor: what LMDB wrote before it started (data and
+ * meta pages, MDB_NOSYNC) is on disk when it completes, as with
+ * store_sync(). One flush at a time.
+ */
+static void interval_flush(struct dur *d)
+{
+    uint64_t every = (uint64_t)d->srv->cfg.fsync_interval_ms * 1000000ull;
+    struct io_uring_sqe *sqe;
+    if (!d->unsynced || d->sync_inflight || d->now_ns - d->last_sync_ns < every)
+        return;
+    d->unsynced = false;
+    d->last_sync_ns = d->now_ns;
+    if (d->sync_fd < 0) {
         int rc = store_sync(d->st);
         if (rc)
             log_error("storage: fsync: %s", rmq_err_str(rc));
-        d->unsynced = false;
-        d->last_sync_ns = d->now_ns;
+        return;
     }
+    sqe = io_uring_get_sqe(&d->ring);
+    if (!sqe) {
+        io_uring_submit(&d->ring);
+        sqe = io_uring_get_sqe(&d->ring);
+    }
+    io_uring_prep_fsync(sqe, d->sync_fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, UD_SYNC);
+    d->sync_inflight = true;
+    io_uring_submit(&d->ring);
+}
+
+static void timers(struct dur *d)
+{
+    reap(d);
+    interval_flush(d);
     if (d->now_ns - d->last_cons_ns >= CONS_TICK_NS) {
         d->last_cons_ns = d->now_ns;
         dur_consumers_tick(d);
@@ -198,7 +244,7 @@ static void timers(struct dur *d)
 static uint64_t wait_ns(struct dur *d)
 {
     uint64_t w = IDLE_WAIT_NS;
-    if (d->unsynced) {
+    if (d->unsynced && !d->sync_inflight) {
         uint64_t due = d->last_sync_ns + (uint64_t)d->srv->cfg.fsync_interval_ms * 1000000ull;
         w = due > d->now_ns ? due - d->now_ns : 0;
     }
@@ -212,7 +258,6 @@ static void sleep_wait(struct dur *d)
     struct __kernel_timespec ts;
     struct io_uring_cqe *cqe;
     uint64_t w = wait_ns(d);
-    unsigned head, n = 0;
     atomic_store(&d->sleeping, 1);
     /* Pairs with the fence in dur_flush: the shard sees sleeping = 1 and
      * rings, or we see its ops here. */
@@ -223,8 +268,7 @@ static void sleep_wait(struct dur *d)
         io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
     }
     atomic_store(&d->sleeping, 0);
-    io_uring_for_each_cqe(&d->ring, head, cqe) n++;
-    io_uring_cq_advance(&d->ring, n);
+    reap(d);
 }
 
 static void *dur_main(void *arg)
@@ -284,6 +328,14 @@ int dur_start(struct server *srv)
         free(d);
         return rc;
     }
+    d->sync_fd = -1;
+    if (cfg->fsync_mode == STORE_FSYNC_INTERVAL) {
+        char path[sizeof(cfg->data_dir) + 16];
+        snprintf(path, sizeof(path), "%s/data.mdb", cfg->data_dir);
+        d->sync_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (d->sync_fd < 0)
+            log_warn("storage: %s: %s; flushing synchronously", path, strerror(errno));
+    }
     d->out = xcalloc(srv->nshards, sizeof(*d->out));
     d->out_dirty = xcalloc(srv->nshards, sizeof(*d->out_dirty));
     d->tab = dur_table_build(d);
@@ -293,6 +345,8 @@ int dur_start(struct server *srv)
     if (rc) {
         dur_consumers_free(d);
         topic_table_unref(d->tab);
+        if (d->sync_fd >= 0)
+            close(d->sync_fd);
         io_uring_queue_exit(&d->ring);
         store_close(d->st);
         free(d->out);
@@ -350,8 +404,16 @@ void dur_stop(struct server *srv)
         op_free(&d->waits[i].op->h);
     dur_consumers_free(d);
     topic_table_unref(d->tab);
+    while (d->sync_inflight) { /* the flush, before its fd goes */
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe(&d->ring, &cqe) < 0)
+            break;
+        reap(d);
+    }
     io_uring_queue_exit(&d->ring);
-    store_close(d->st);
+    if (d->sync_fd >= 0)
+        close(d->sync_fd);
+    store_close(d->st); /* flushes, in every fsync mode */
     free(d->waits);
     free(d->apps);
     free(d->appops);

@@ -129,6 +129,7 @@ static void pub_ack(struct shard *sh, const char *reply, const char *topic, uint
                  : rc == -EMSGSIZE     ? RINGMQ__ERROR_CODE__ERR_PAYLOAD_TOO_BIG
                  : rc == -EINVAL       ? RINGMQ__ERROR_CODE__ERR_INVALID
                  : rc == RMQ_ENOTFOUND ? RINGMQ__ERROR_CODE__ERR_NO_TOPIC
+                 : rc == RMQ_EUNAVAIL  ? RINGMQ__ERROR_CODE__ERR_UNAVAILABLE
                                        : RINGMQ__ERROR_CODE__ERR_STORAGE;
         a.error = (char *)(text ? text : rmq_err_str(rc));
     } else {
@@ -193,6 +194,28 @@ void topic_publish(struct shard *sh, struct conn *c, const struct codec_msg *m, 
     sh->dur_inflight += blen;
     if (sh->dur_inflight > DUR_INFLIGHT_MAX)
         sh->pub_pressure = true;
+}
+
+/* See dur.h. */
+bool topic_refuse_ack(struct shard *sh, const struct codec_msg *m)
+{
+    char reply[SUBJECT_MAX_LEN + 1], text[128];
+    struct codec_hdr h;
+    size_t pos = 0;
+    bool want = false;
+    if (!m->reply.len || !m->nhdrs)
+        return false;
+    while (!want && codec_hdr_next(m, &pos, &h))
+        want =
+            h.klen == strlen(DUR_EXPECT_ACK_HDR) && memcmp(h.key, DUR_EXPECT_ACK_HDR, h.klen) == 0;
+    if (!want)
+        return false;
+    memcpy(reply, m->reply.p, m->reply.len);
+    reply[m->reply.len] = '\0';
+    snprintf(text, sizeof(text), "no topic stores subject '%.*s'",
+             (int)(m->subject.len > 80 ? 80 : m->subject.len), (const char *)m->subject.p);
+    pub_ack(sh, reply, NULL, 0, false, sh->srv->dur ? RMQ_ENOTFOUND : RMQ_EUNAVAIL, text);
+    return true;
 }
 
 static void append_done(struct shard *sh, struct dop_append *op)
