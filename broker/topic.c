@@ -172,7 +172,7 @@ void topic_publish(struct shard *sh, struct conn *c, const struct codec_msg *m, 
     sm.reply.len = 0;
     sm.seq = sm.time_ns = 0;
     sm.deliveries = 0;
-    blen = codec_body_size(&sm);
+    blen = codec_body_size_drop(&sm, DUR_EXPECT_ACK_HDR);
     op = xmalloc(sizeof(*op) + blen + dlen);
     op->h.type = DOP_APPEND;
     op->h.rc = 0;
@@ -187,7 +187,7 @@ void topic_publish(struct shard *sh, struct conn *c, const struct codec_msg *m, 
     op->dedup_len = (uint32_t)dlen;
     op->seq = 0;
     op->duplicate = false;
-    codec_body_write(&sm, op->data);
+    codec_body_write_drop(&sm, op->data, DUR_EXPECT_ACK_HDR);
     if (dlen)
         memcpy(op->data + blen, did, dlen);
     dur_send(sh, &op->h);

@@ -7,6 +7,11 @@
  *
  *   SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES] [--queue GROUP]
  *           [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]
+ *   SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES] [--window W]
+ *           [--duration MS] [--replay] [--rm] [--timeout MS] [--json]
+ *
+ * The second form (acked publishes to a durable topic, then a replay) is
+ * described with its code, under "Durable topics" below. The first:
  *
  *   1. S subscriber threads connect, subscribe (a callback that counts) and
  *      flush, so the server has every subscription before anyone publishes.
@@ -77,6 +82,14 @@ struct bench_sub {
     int rc; /* setup error */
 };
 
+struct bench_pub;
+
+/* --durable: one outstanding acked publish; its address is the token. */
+struct bench_slot {
+    struct bench_pub *p;
+    int64_t sent_ns;
+};
+
 struct bench_pub {
     struct bench *b;
     pthread_t th;
@@ -86,6 +99,20 @@ struct bench_pub {
     int64_t end_ns;
     int rc;
     uint8_t *payload;
+    /* --durable: the window, under mu (bench_acked runs on library threads) */
+    bool mu_init;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct bench_slot *slots; /* window slots */
+    uint32_t *free_slots;     /* indexes of the free ones, nfree of them */
+    uint64_t nfree, outstanding;
+    bool waiting;           /* the publisher waits on cv */
+    _Atomic uint64_t acked; /* stored */
+    uint64_t errors;        /* failed acks (error or timeout) */
+    int first_err;          /* the first ack error */
+    uint64_t *lat;          /* ack latency samples in ns */
+    uint64_t nlat, lat_cap;
+    int64_t last_ack_ns;
 };
 
 struct bench {
@@ -95,6 +122,12 @@ struct bench {
     const char *queue;
     uint64_t msgs, size, pubs, subs, timeout_ms, rate;
     bool json, latency;
+    const char *topic;      /* --durable TOPIC, else NULL */
+    uint64_t window;        /* --durable: acks outstanding per publisher */
+    uint64_t duration_ms;   /* --durable: publish for at most this long; 0: no limit */
+    int64_t pub_end_ns;     /* --durable: t0 + duration, at most the deadline */
+    bool replay, rm;        /* --replay, --rm */
+    bool subs_set;          /* --subs was given */
     _Atomic uint64_t *seen; /* --queue: bitmap of sequence numbers */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -352,6 +385,8 @@ struct bench_lat {
 static const double lat_q[5] = {0.50, 0.90, 0.99, 0.999, 1.0};
 static const char *const lat_name[5] = {"p50", "p90", "p99", "p99_9", "max"};
 
+static void lat_fill(uint64_t *all, uint64_t n, struct bench_lat *out);
+
 /* Merge the subscribers' samples and take the percentiles (nearest rank). */
 static int lat_compute(struct bench *b, struct bench_sub *subs, struct bench_lat *out)
 {
@@ -370,6 +405,17 @@ static int lat_compute(struct bench *b, struct bench_sub *subs, struct bench_lat
         memcpy(all + k, subs[i].lat, subs[i].nlat * sizeof(*all));
         k += subs[i].nlat;
     }
+    lat_fill(all, n, out);
+    free(all);
+    return 0;
+}
+
+/* Sort the n samples of all (ns) and take the percentiles (nearest rank). */
+static void lat_fill(uint64_t *all, uint64_t n, struct bench_lat *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n == 0)
+        return;
     qsort(all, n, sizeof(*all), cmp_u64);
     out->n = n;
     for (int j = 0; j < 5; j++) {
@@ -382,8 +428,6 @@ static int lat_compute(struct bench *b, struct bench_sub *subs, struct bench_lat
             idx = n - 1;
         out->q[j] = (double)all[idx] / 1e3;
     }
-    free(all);
-    return 0;
 }
 
 /* Print s as a JSON string. */
@@ -597,6 +641,552 @@ static void print_report(struct bench *b, struct bench_sub *subs, struct bench_p
     fflush(stdout);
 }
 
+/* ---- Durable topics (--durable TOPIC) ---- */
+
+/*
+ *   SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES] [--window W]
+ *           [--duration MS] [--replay] [--rm] [--timeout MS] [--json]
+ *
+ *   1. A control connection makes TOPIC store SUBJECT (an existing topic of
+ *      that name is used as it is).
+ *   2. P publisher threads connect and wait at the start gate.
+ *   3. The gate opens (t0). Publishers split N messages and publish each one
+ *      with publish_ack, keeping at most W acks outstanding each (a free
+ *      window slot is the token of the publish). Each ack is timed from the
+ *      publish call to bench_acked (ack latency). After the last publish, after
+ *      --duration ms (a normal end: the rate is over what was acked), or on
+ *      the deadline (t0 + --timeout: a failed run), a publisher waits for its
+ *      outstanding acks, BENCH_ACK_TIMEOUT_MS at most, then closes.
+ *   4. With --replay: the number of messages TOPIC stores is read, then a new
+ *      connection subscribes to TOPIC from its oldest message and counts
+ *      until it has them all (or a drop, BENCH_IDLE_MS without a message,
+ *      --timeout ms after the subscribe).
+ *   5. With --rm, TOPIC is removed. Report: acked msgs/s and MB/s over
+ *      [t0, last ack], ack latency percentiles, errors (acks that failed or
+ *      timed out), unacked (published, no answer before the close), and the
+ *      replay's msgs/s and MB/s over [subscribe, last message].
+ */
+
+static int bench_usage(const struct bench *b, const char *what, const char *arg);
+
+#define BENCH_WINDOW 256           /* default --window */
+#define BENCH_WINDOW_MAX 65536     /* largest --window */
+#define BENCH_ACK_TIMEOUT_MS 10000 /* one ack; also the drain after the deadline */
+#define BENCH_NAME_MAX 64          /* topic name: 1..64 of [A-Za-z0-9_-] */
+
+/* Check the --durable options after parsing. 0 or an exit code. */
+static int durable_check(struct bench *b, bool rate_set)
+{
+    const struct bench_transport *t = b->t;
+    size_t n = strlen(b->topic);
+
+    if (t->topic_add == NULL || t->topic_msgs == NULL || t->topic_rm == NULL ||
+        t->publish_ack == NULL || t->replay == NULL) {
+        fprintf(stderr, "%s: bench: --durable is not supported by %s\n", t->prog, t->broker);
+        return BENCH_EXIT_USAGE;
+    }
+    if (n < 1 || n > BENCH_NAME_MAX ||
+        strspn(b->topic, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n) {
+        fprintf(stderr, "%s: invalid topic name '%s' (1-64 of [A-Za-z0-9_-])\n", t->prog, b->topic);
+        return BENCH_EXIT_SUBJECT;
+    }
+    if (b->subs_set || b->queue != NULL || b->latency || rate_set)
+        return bench_usage(b, "--durable takes no --subs, --queue, --latency or --rate:", b->topic);
+    if (b->window == 0)
+        b->window = BENCH_WINDOW;
+    if (b->window > BENCH_WINDOW_MAX)
+        return bench_usage(b, "--window must be 1..65536, got", "");
+    b->subs = 0;
+    return 0;
+}
+
+/* See bench_harness.h. token is a window slot of a publisher. */
+void bench_acked(void *token, int err)
+{
+    struct bench_slot *s = token;
+    struct bench_pub *p = s->p;
+    int64_t now = bench_now_ns();
+
+    pthread_mutex_lock(&p->mu);
+    if (err == 0) {
+        if (p->nlat < p->lat_cap)
+            p->lat[p->nlat++] = now > s->sent_ns ? (uint64_t)(now - s->sent_ns) : 0;
+        p->last_ack_ns = now;
+        atomic_store_explicit(&p->acked, atomic_load_explicit(&p->acked, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    } else {
+        p->errors++;
+        if (p->first_err == 0)
+            p->first_err = err;
+    }
+    p->free_slots[p->nfree++] = (uint32_t)(s - p->slots);
+    p->outstanding--;
+    if (p->waiting)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Give back a slot whose publish did not happen. */
+static void slot_put(struct bench_pub *p, struct bench_slot *s)
+{
+    pthread_mutex_lock(&p->mu);
+    p->free_slots[p->nfree++] = (uint32_t)(s - p->slots);
+    p->outstanding--;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Wait on p->cv (p->mu held) until deadline (CLOCK_MONOTONIC ns). */
+static void pub_wait(struct bench_pub *p, int64_t deadline)
+{
+    struct timespec dl = ns_to_ts(deadline);
+
+    p->waiting = true;
+    pthread_cond_timedwait(&p->cv, &p->mu, &dl);
+    p->waiting = false;
+}
+
+/*
+ * The durable publisher's measured loop: p->msgs acked publishes, at most
+ * b->window outstanding, stamped with their sequence number. Stops early on
+ * the deadline or the stop flag. Returns 0 or the first publish error (an
+ * ack error is counted, not returned). Publisher thread.
+ */
+static int durable_pub_loop(struct bench_pub *p, void *conn)
+{
+    struct bench *b = p->b;
+    const struct bench_transport *t = b->t;
+
+    for (uint64_t i = 0; i < p->msgs && !atomic_load_explicit(&b->stop, memory_order_relaxed);
+         i++) {
+        struct bench_slot *s = NULL;
+        int rc;
+
+        pthread_mutex_lock(&p->mu);
+        while (p->nfree == 0 && bench_now_ns() < b->pub_end_ns)
+            pub_wait(p, b->pub_end_ns);
+        if (p->nfree > 0) {
+            s = &p->slots[p->free_slots[--p->nfree]];
+            p->outstanding++;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (s == NULL)
+            break;
+        s->sent_ns = bench_now_ns();
+        if (s->sent_ns >= b->pub_end_ns) {
+            slot_put(p, s);
+            break;
+        }
+        if (b->size >= 8)
+            put_u64(p->payload, p->first + i);
+        rc = t->publish_ack(conn, b->subject, p->payload, b->size, BENCH_ACK_TIMEOUT_MS, s,
+                            b->deadline_ns);
+        if (rc != 0) {
+            slot_put(p, s);
+            return rc;
+        }
+        atomic_store_explicit(&p->sent, atomic_load_explicit(&p->sent, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* A durable publisher: connect, report ready, wait at the gate, publish its
+ * share, wait for the outstanding acks (bounded), close. */
+static void *durable_pub_main(void *arg)
+{
+    struct bench_pub *p = arg;
+    struct bench *b = p->b;
+    const struct bench_transport *t = b->t;
+    struct bench_conn_opts o = {.server = b->server, .durable = true, .window = b->window};
+    void *conn = NULL;
+
+    p->rc = t->connect(&o, &conn);
+    if (p->rc == 0)
+        p->rc = t->check_size(conn, b->size);
+    bench_ready(b);
+    if (p->rc == 0 && bench_gate(b)) {
+        int64_t end;
+        p->rc = durable_pub_loop(p, conn);
+        end = bench_now_ns() + (int64_t)BENCH_ACK_TIMEOUT_MS * 1000000;
+        pthread_mutex_lock(&p->mu);
+        while (p->outstanding > 0 && bench_now_ns() < end)
+            pub_wait(p, end);
+        pthread_mutex_unlock(&p->mu);
+    }
+    /* acks still outstanding get bench_acked from inside close, or never */
+    t->close(conn);
+    pthread_mutex_lock(&p->mu);
+    p->end_ns = p->last_ack_ns ? p->last_ack_ns : b->t0_ns;
+    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->done, true, memory_order_release);
+    return NULL;
+}
+
+/* The publish phase on the main thread: watch the acks until every
+ * publisher is done or the deadline. Returns true if it ended on the
+ * deadline. */
+static bool durable_watch(struct bench *b, struct bench_pub *pubs, bool bar)
+{
+    int64_t next_bar = 0;
+    bool timed_out = false;
+
+    for (;;) {
+        struct timespec tick = ns_to_ts(bench_now_ns() + BENCH_TICK_NS);
+        uint64_t acked = 0;
+        bool done = true;
+        int64_t now;
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL) == EINTR)
+            ;
+        now = bench_now_ns();
+        for (uint64_t i = 0; i < b->pubs; i++) {
+            if (!atomic_load_explicit(&pubs[i].done, memory_order_acquire))
+                done = false;
+            acked += atomic_load_explicit(&pubs[i].acked, memory_order_relaxed);
+        }
+        if (bar && now >= next_bar) {
+            bar_draw(acked, b->msgs, (double)(now - b->t0_ns) / 1e9);
+            next_bar = now + BENCH_BAR_NS;
+        }
+        if (done)
+            break;
+        if (now >= b->deadline_ns) {
+            timed_out = true;
+            break;
+        }
+    }
+    if (bar)
+        bar_clear();
+    return timed_out;
+}
+
+/* The replay (--replay): what was expected and what came. */
+struct durable_replay {
+    bool done;          /* the replay ran */
+    uint64_t expected;  /* messages the topic stored before the replay */
+    struct bench_sub s; /* the replaying subscriber's counters */
+    double secs;        /* subscribe to the last message */
+    bool timed_out;
+    int err; /* a setup error, or the subscriber's connection lost */
+};
+
+/* Replay everything the topic stores on a new connection (main thread). */
+static void durable_replay(struct bench *b, void *ctl, struct durable_replay *r, bool bar)
+{
+    const struct bench_transport *t = b->t;
+    struct bench_conn_opts o = {.server = b->server,
+                                .sub = true,
+                                .down = bench_sub_down,
+                                .down_arg = &r->s,
+                                .durable = true};
+    void *conn = NULL;
+    uint64_t last = UINT64_MAX;
+    int64_t t0, deadline, idle_from = 0, next_bar = 0;
+
+    r->done = true;
+    r->s.b = b;
+    r->err = t->topic_msgs(ctl, b->topic, &r->expected);
+    if (r->err == 0)
+        r->err = t->connect(&o, &conn);
+    if (r->err != 0)
+        return;
+    t0 = bench_now_ns();
+    deadline = t0 + (int64_t)b->timeout_ms * 1000000;
+    atomic_store(&r->s.last_ns, t0);
+    r->err = t->replay(conn, b->topic, b->subject, bench_sub_got, &r->s);
+    while (r->err == 0) {
+        struct timespec tick = ns_to_ts(bench_now_ns() + BENCH_TICK_NS);
+        uint64_t n;
+        int64_t now;
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL) == EINTR)
+            ;
+        now = bench_now_ns();
+        n = atomic_load_explicit(&r->s.n, memory_order_acquire);
+        if (bar && now >= next_bar) {
+            bar_draw(n, r->expected, (double)(now - t0) / 1e9);
+            next_bar = now + BENCH_BAR_NS;
+        }
+        if (n >= r->expected)
+            break;
+        r->err = atomic_load(&r->s.down);
+        if (r->err != 0)
+            break;
+        if (now >= deadline) {
+            r->timed_out = true;
+            break;
+        }
+        if (n != last) {
+            last = n;
+            idle_from = now;
+        } else if (now - idle_from >= (int64_t)BENCH_IDLE_MS * 1000000) {
+            break;
+        }
+    }
+    if (bar)
+        bar_clear();
+    t->close(conn);
+    r->secs = (double)(atomic_load(&r->s.last_ns) - t0) / 1e9;
+}
+
+/* What the publishers did, summed. */
+struct durable_totals {
+    uint64_t sent, acked, errors, unacked;
+    int64_t end;
+    int first_err;
+};
+
+static void durable_totals(const struct bench *b, struct bench_pub *pubs, struct durable_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->end = b->t0_ns;
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        t->sent += atomic_load(&pubs[i].sent);
+        t->acked += atomic_load(&pubs[i].acked);
+        t->errors += pubs[i].errors;
+        if (t->first_err == 0)
+            t->first_err = pubs[i].first_err;
+        if (pubs[i].end_ns > t->end)
+            t->end = pubs[i].end_ns;
+    }
+    if (t->sent > t->acked + t->errors)
+        t->unacked = t->sent - t->acked - t->errors;
+}
+
+static void durable_report(struct bench *b, struct bench_pub *pubs, const struct bench_lat *lat,
+                           const struct durable_replay *r, bool existed, bool timed_out,
+                           int pub_err)
+{
+    struct durable_totals t;
+    double mb = (double)b->size / 1e6, secs;
+    uint64_t rn = atomic_load(&r->s.n);
+
+    durable_totals(b, pubs, &t);
+    secs = (double)(t.end - b->t0_ns) / 1e9;
+    if (b->json) {
+        printf("{\"broker\":\"%s\",\"mode\":\"durable\",\"topic\":", b->t->broker);
+        json_str(b->topic);
+        printf(",\"subject\":");
+        json_str(b->subject);
+        printf(",\"topic_existed\":%s,\"pubs\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"size\":%" PRIu64
+               ",\"window\":%" PRIu64 ",\"duration_ms\":%" PRIu64 ",",
+               existed ? "true" : "false", b->pubs, b->msgs, b->size, b->window, b->duration_ms);
+        printf("\"pub\":{\"msgs\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"errors\":%" PRIu64
+               ",\"unacked\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.3f},",
+               t.sent, t.acked, t.errors, t.unacked, secs, rate((double)t.acked, secs),
+               rate((double)t.acked * mb, secs));
+        printf("\"ack_latency_us\":{\"samples\":%" PRIu64, lat->n);
+        for (int j = 0; j < 5; j++)
+            printf(",\"%s\":%.1f", lat_name[j], lat->q[j]);
+        printf("},\"replay\":");
+        if (r->done)
+            printf("{\"expected\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"secs\":%.6f,"
+                   "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.3f,\"timed_out\":%s,\"error\":",
+                   r->expected, rn, r->secs, rate((double)rn, r->secs),
+                   rate((double)rn * mb, r->secs), r->timed_out ? "true" : "false");
+        else
+            printf("null");
+        if (r->done) {
+            json_str(r->err ? b->t->strerror(r->err) : "");
+            printf("}");
+        }
+        printf(",\"timed_out\":%s,\"pub_error\":", timed_out ? "true" : "false");
+        json_str(pub_err ? b->t->strerror(pub_err) : "");
+        printf(",\"ack_error\":");
+        json_str(t.first_err ? b->t->strerror(t.first_err) : "");
+        printf("}\n");
+    } else {
+        printf("bench %s: durable topic %s%s, %" PRIu64 " publishers, %" PRIu64 " msgs of %" PRIu64
+               " B, window %" PRIu64 " (%s)\n",
+               b->subject, b->topic, existed ? " (existed)" : "", b->pubs, b->msgs, b->size,
+               b->window, b->t->broker);
+        printf("acked:     %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", t.acked,
+               secs, rate((double)t.acked, secs), rate((double)t.acked * mb, secs));
+        printf("ack latency: p50 %.1f us  p90 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us"
+               " (%" PRIu64 " samples)\n",
+               lat->q[0], lat->q[1], lat->q[2], lat->q[3], lat->q[4], lat->n);
+        printf("errors:    %10" PRIu64 " (unacked %" PRIu64 " of %" PRIu64 " published)%s%s%s\n",
+               t.errors, t.unacked, t.sent, timed_out ? " (timed out)" : "",
+               t.first_err ? ": " : "", t.first_err ? b->t->strerror(t.first_err) : "");
+        if (r->done)
+            printf("replay:    %10" PRIu64 " of %" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f"
+                   " MB/s%s%s%s\n",
+                   rn, r->expected, r->secs, rate((double)rn, r->secs),
+                   rate((double)rn * mb, r->secs), r->timed_out ? " (timed out)" : "",
+                   r->err ? ": " : "", r->err ? b->t->strerror(r->err) : "");
+    }
+    fflush(stdout);
+}
+
+/* Run the --durable bench (b parsed and checked). Returns the exit code. */
+static int bench_durable(struct bench *b)
+{
+    const struct bench_transport *tr = b->t;
+    struct bench_conn_opts co = {.server = b->server, .durable = true};
+    struct bench_pub *pubs = NULL;
+    struct bench_lat lat = {0};
+    struct durable_replay rp;
+    struct durable_totals t;
+    pthread_condattr_t ca;
+    uint64_t started = 0, nlat = 0;
+    uint64_t *all = NULL;
+    void *ctl = NULL;
+    bool existed = false, setup_ok, timed_out = false;
+    int rc = 0, err, pub_err = 0;
+
+    memset(&rp, 0, sizeof(rp));
+    err = tr->connect(&co, &ctl);
+    if (err == 0)
+        err = tr->topic_add(ctl, b->topic, b->subject, &existed);
+    if (err != 0) {
+        fprintf(stderr, "%s: bench: setup failed: topic %s: %s\n", tr->prog, b->topic,
+                tr->strerror(err));
+        tr->close(ctl);
+        return tr->setup_exit_code(err);
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pubs = calloc(b->pubs, sizeof(*pubs));
+    if (pubs == NULL)
+        goto oom;
+    for (uint64_t i = 0, first = 0; i < b->pubs; i++) {
+        struct bench_pub *p = &pubs[i];
+        p->b = b;
+        p->first = first;
+        p->msgs = b->msgs / b->pubs + (i < b->msgs % b->pubs ? 1 : 0);
+        first += p->msgs;
+        p->lat_cap = p->msgs < BENCH_LAT_MAX / b->pubs ? p->msgs : BENCH_LAT_MAX / b->pubs;
+        p->payload = malloc(b->size ? b->size : 1);
+        p->slots = calloc(b->window, sizeof(*p->slots));
+        p->free_slots = calloc(b->window, sizeof(*p->free_slots));
+        p->lat = malloc((p->lat_cap ? p->lat_cap : 1) * sizeof(*p->lat));
+        if (p->payload == NULL || p->slots == NULL || p->free_slots == NULL || p->lat == NULL)
+            goto oom;
+        memset(p->payload, 'x', b->size);
+        for (uint64_t k = 0; k < b->window; k++) {
+            p->slots[k].p = p;
+            p->free_slots[k] = (uint32_t)(b->window - 1 - k);
+        }
+        p->nfree = b->window;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, &ca);
+        p->mu_init = true;
+    }
+
+    /* 2: publishers connected */
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        if (pthread_create(&pubs[i].th, NULL, durable_pub_main, &pubs[i]) != 0)
+            break;
+        started++;
+    }
+    struct timespec setup_dl = ns_to_ts(bench_now_ns() + (int64_t)BENCH_SETUP_MS * 1000000);
+    pthread_mutex_lock(&b->mu);
+    while (b->ready < started)
+        if (pthread_cond_timedwait(&b->cv, &b->mu, &setup_dl) == ETIMEDOUT)
+            break;
+    setup_ok = b->ready == b->pubs && started == b->pubs;
+    for (uint64_t i = 0; setup_ok && i < b->pubs; i++)
+        setup_ok = pubs[i].rc == 0;
+    /* 3: open the gate */
+    b->t0_ns = bench_now_ns();
+    b->deadline_ns = b->t0_ns + (int64_t)b->timeout_ms * 1000000;
+    b->pub_end_ns = b->deadline_ns;
+    if (b->duration_ms && b->duration_ms < b->timeout_ms)
+        b->pub_end_ns = b->t0_ns + (int64_t)b->duration_ms * 1000000;
+    b->go = setup_ok;
+    b->abort = !setup_ok;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    if (setup_ok)
+        timed_out = durable_watch(b, pubs, isatty(STDERR_FILENO));
+    pthread_mutex_lock(&b->mu);
+    atomic_store(&b->stop, true);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    for (uint64_t i = 0; i < started; i++)
+        pthread_join(pubs[i].th, NULL);
+    if (!setup_ok) {
+        err = 0;
+        for (uint64_t i = 0; i < b->pubs && err == 0; i++)
+            err = pubs[i].rc;
+        if (err == 0)
+            err = tr->esetup;
+        rc = tr->setup_exit_code(err);
+        fprintf(stderr, "%s: bench: setup failed: %s\n", tr->prog, tr->strerror(err));
+        goto out;
+    }
+
+    /* 4: ack latency, replay, --rm, report */
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        nlat += pubs[i].nlat;
+        if (pubs[i].rc != 0 && pub_err == 0)
+            pub_err = pubs[i].rc;
+    }
+    all = malloc((nlat ? nlat : 1) * sizeof(*all));
+    if (all == NULL)
+        goto oom;
+    nlat = 0;
+    for (uint64_t i = 0; i < b->pubs; i++) {
+        memcpy(all + nlat, pubs[i].lat, pubs[i].nlat * sizeof(*all));
+        nlat += pubs[i].nlat;
+    }
+    lat_fill(all, nlat, &lat);
+    if (b->replay)
+        durable_replay(b, ctl, &rp, isatty(STDERR_FILENO));
+    if (b->rm) {
+        err = tr->topic_rm(ctl, b->topic);
+        if (err != 0)
+            fprintf(stderr, "%s: bench: --rm: topic %s: %s\n", tr->prog, b->topic,
+                    tr->strerror(err));
+    }
+    durable_report(b, pubs, &lat, &rp, existed, timed_out, pub_err);
+    durable_totals(b, pubs, &t);
+    uint64_t rn = atomic_load(&rp.s.n);
+    if (pub_err) {
+        fprintf(stderr, "%s: bench: publisher: %s\n", tr->prog, tr->strerror(pub_err));
+        rc = tr->exit_code(pub_err);
+    } else if (t.errors) {
+        fprintf(stderr, "%s: bench: %" PRIu64 " acks failed: %s\n", tr->prog, t.errors,
+                tr->strerror(t.first_err));
+        rc = tr->exit_code(t.first_err);
+    } else if (t.unacked || timed_out) {
+        fprintf(stderr, "%s: bench: timed out: %" PRIu64 " of %" PRIu64 " acked\n", tr->prog,
+                t.acked, b->msgs);
+        rc = BENCH_EXIT_TIMEOUT;
+    } else if (rp.done && rp.err) {
+        fprintf(stderr, "%s: bench: replay: %s\n", tr->prog, tr->strerror(rp.err));
+        rc = tr->exit_code(rp.err);
+    } else if (rp.done && rn != rp.expected) {
+        fprintf(stderr, "%s: bench: replay got %" PRIu64 " of %" PRIu64 " messages%s\n", tr->prog,
+                rn, rp.expected, rp.timed_out ? " (timed out)" : "");
+        rc = BENCH_EXIT_LOST;
+    }
+    goto out;
+oom:
+    fprintf(stderr, "%s: bench: out of memory\n", tr->prog);
+    rc = BENCH_EXIT_ERROR;
+out:
+    tr->close(ctl);
+    for (uint64_t i = 0; pubs != NULL && i < b->pubs; i++) {
+        if (pubs[i].mu_init) {
+            pthread_cond_destroy(&pubs[i].cv);
+            pthread_mutex_destroy(&pubs[i].mu);
+        }
+        free(pubs[i].payload);
+        free(pubs[i].slots);
+        free(pubs[i].free_slots);
+        free(pubs[i].lat);
+    }
+    free(pubs);
+    free(all);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    return rc;
+}
+
 /* ---- Command ---- */
 
 static int bench_usage(const struct bench *b, const char *what, const char *arg)
@@ -620,16 +1210,30 @@ static int bench_parse(struct bench *b, int argc, char **argv)
             b->latency = true;
             continue;
         }
-        if (strcmp(argv[i], "--queue") == 0) {
+        if (strcmp(argv[i], "--replay") == 0) {
+            b->replay = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--rm") == 0) {
+            b->rm = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--queue") == 0 || strcmp(argv[i], "--durable") == 0) {
+            const char **val = strcmp(argv[i], "--queue") == 0 ? &b->queue : &b->topic;
             if (i + 1 >= argc)
                 return bench_usage(b, "missing value for", argv[i]);
-            b->queue = argv[++i];
+            *val = argv[++i];
             continue;
         }
         if (strcmp(argv[i], "--pubs") == 0)
             dst = &b->pubs;
-        else if (strcmp(argv[i], "--subs") == 0)
+        else if (strcmp(argv[i], "--subs") == 0) {
             dst = &b->subs;
+            b->subs_set = true;
+        } else if (strcmp(argv[i], "--window") == 0)
+            dst = &b->window;
+        else if (strcmp(argv[i], "--duration") == 0)
+            dst = &b->duration_ms;
         else if (strcmp(argv[i], "--msgs") == 0)
             dst = &b->msgs;
         else if (strcmp(argv[i], "--size") == 0)
@@ -661,6 +1265,13 @@ static int bench_parse(struct bench *b, int argc, char **argv)
     if (b->queue != NULL && !b->t->subject_ok(b->queue)) {
         fprintf(stderr, "%s: invalid queue group name '%s'\n", b->t->prog, b->queue);
         return BENCH_EXIT_SUBJECT;
+    }
+    if (b->topic != NULL) {
+        int rc = durable_check(b, rate_set);
+        if (rc != 0)
+            return rc;
+    } else if (b->replay || b->rm || b->window || b->duration_ms) {
+        return bench_usage(b, "--replay, --rm, --window and --duration need", "--durable TOPIC");
     }
     if (b->pubs < 1 || b->pubs > BENCH_MAX_THREADS || b->subs > BENCH_MAX_THREADS)
         return bench_usage(b, "--pubs must be 1..256 and --subs 0..256, got", "");
@@ -696,6 +1307,8 @@ int bench_run(const struct bench_transport *tr, const char *server, int argc, ch
 
     if (rc != 0)
         return rc;
+    if (b.topic != NULL)
+        return bench_durable(&b);
     subs = calloc(b.subs ? b.subs : 1, sizeof(*subs));
     pubs = calloc(b.pubs, sizeof(*pubs));
     if (b.queue != NULL && b.size >= 8)

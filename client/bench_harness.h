@@ -14,6 +14,12 @@
  *
  * Errors are the library's own int codes, 0 for success; the harness only
  * passes them back to the transport's strerror / exit_code functions.
+ *
+ * Durable topics (--durable TOPIC): the transport's optional topic_*,
+ * publish_ack and replay functions (NULL when the library has no durable
+ * topics). ringmq topics and JetStream streams are driven the same way:
+ * acked publishes with a window of outstanding acks per publisher, then a
+ * replay of everything stored.
  */
 #ifndef RMQ_CLIENT_BENCH_HARNESS_H
 #define RMQ_CLIENT_BENCH_HARNESS_H
@@ -45,6 +51,8 @@ struct bench_conn_opts {
     bool latency;       /* --latency: write each message as soon as possible */
     bench_down_fn down; /* subscriber: call on a lost connection, else NULL */
     void *down_arg;
+    bool durable;    /* --durable: topic calls, publish_ack or replay on it */
+    uint64_t window; /* --durable publisher: most acks outstanding at once */
 };
 
 /*
@@ -79,7 +87,30 @@ struct bench_transport {
     /* Exit code for an error of a run, and for one that made the setup fail. */
     int (*exit_code)(int err);
     int (*setup_exit_code)(int err);
+
+    /* ---- Durable topics (--durable); all NULL when not supported ---- */
+    /* Make topic store subject (on disk); 0 also when a topic of that name
+     * already exists (then *existed = true). */
+    int (*topic_add)(void *conn, const char *topic, const char *subject, bool *existed);
+    /* *msgs = the number of messages topic stores now. */
+    int (*topic_msgs)(void *conn, const char *topic, uint64_t *msgs);
+    /* Remove topic with its messages. */
+    int (*topic_rm)(void *conn, const char *topic);
+    /* Publish one message to be stored, without waiting for the store:
+     * 0, then exactly one bench_acked(token, err) when the broker acked it,
+     * failed or timeout_ms passed (from any thread, and never after close()
+     * returned); or an error, and no bench_acked. A full send buffer is
+     * waited out until deadline_ns. */
+    int (*publish_ack)(void *conn, const char *subject, const uint8_t *data, size_t len,
+                       int timeout_ms, void *token, int64_t deadline_ns);
+    /* Subscribe conn (once) to the stored messages of topic on subject, from
+     * the oldest, then live. */
+    int (*replay)(void *conn, const char *topic, const char *subject, bench_msg_fn cb, void *arg);
 };
+
+/* The transport's answer to publish_ack(token): 0 when the message is
+ * stored, else the error. Any thread. */
+void bench_acked(void *token, int err);
 
 /* CLOCK_MONOTONIC in ns: the clock of deadlines and latency stamps. */
 int64_t bench_now_ns(void);
@@ -89,7 +120,9 @@ int64_t bench_now_ns(void);
 bool bench_parse_u64(const char *s, uint64_t *out);
 /*
  * Run the bench `SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]
- * [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]`
+ * [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]`,
+ * or `SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES]
+ * [--window W] [--duration MS] [--replay] [--rm] [--timeout MS] [--json]`
  * (argv: the arguments after the command word) against server through t.
  * Prints the report on stdout, errors on stderr. Returns the process exit
  * code (BENCH_EXIT_*, or t's exit codes). Main thread; starts P + S threads

@@ -1,12 +1,16 @@
 /*
- * cli.c - the `ringmq` command line tool: pub, sub, req (here) and bench
- * (cli_bench.c), built on the public libringmq API only.
+ * cli.c - the `ringmq` command line tool: pub, sub, req (here), bench
+ * (cli_bench.c) and the durable-topic commands topic, consume and consumer
+ * (cli_topic.c), built on the public libringmq API only.
  *
- *   ringmq [--server HOST:PORT[,...]] pub SUBJECT [MESSAGE]
+ *   ringmq [--server HOST:PORT[,...]] pub [--ack [--msg-id ID]] SUBJECT [MESSAGE]
  *   ringmq [--server ...] sub SUBJECT [--queue GROUP] [--count N] [--raw]
+ *          [--topic NAME [--start new|all|last|seq=N|time=T]]
  *   ringmq [--server ...] req SUBJECT MESSAGE [--timeout MS]
  *   ringmq [--server ...] bench SUBJECT --pubs P --subs S --msgs N --size BYTES
  *          [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]
+ *   ringmq [--server ...] topic add|ls|info|rm ...   consume TOPIC DURABLE ...
+ *   ringmq [--server ...] consumer ls|rm ...
  *
  * The server comes from --server, else $RINGMQ_SERVER, else 127.0.0.1:7400.
  * Every failure prints one line on stderr and exits with a code of its own
@@ -31,19 +35,30 @@ static void on_signal(int sig)
     cli_stop = 1;
 }
 
+/* true once SIGINT or SIGTERM arrived: long-running commands stop. */
+bool cli_stopping(void)
+{
+    return cli_stop != 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ringmq [--server HOST:PORT[,HOST:PORT...]] COMMAND ...\n"
             "\n"
             "commands:\n"
-            "  pub SUBJECT [MESSAGE] [--timeout MS]\n"
+            "  pub SUBJECT [MESSAGE] [--timeout MS] [--ack [--msg-id ID]]\n"
             "        publish MESSAGE, or each line of stdin when MESSAGE is absent,\n"
-            "        then flush (wait until the server has processed them)\n"
+            "        then flush (wait until the server has processed them); with\n"
+            "        --ack wait until a topic has stored each one and print\n"
+            "        'topic=NAME seq=N' ('(duplicate)' when --msg-id was seen)\n"
             "  sub SUBJECT [--queue GROUP] [--count N] [--raw]\n"
+            "      [--topic NAME [--start new|all|last|seq=N|time=TIME]]\n"
             "        print messages as '[#n] subject: payload', or with --raw each\n"
             "        payload alone on its line; exit after N messages with --count,\n"
-            "        else run until SIGINT/SIGTERM\n"
+            "        else run until SIGINT/SIGTERM; --topic replays the topic's\n"
+            "        stored messages from --start (default new), then goes on live,\n"
+            "        printing '[#n] subject seq=N: payload'\n"
             "  req SUBJECT MESSAGE [--timeout MS]\n"
             "        send a request and print the reply payload (default timeout 2000)\n"
             "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]\n"
@@ -55,6 +70,24 @@ static void usage(FILE *f)
             "        --rate paces the publishers (0: unlimited); --timeout bounds the\n"
             "        run (default 60000 ms); progress on stderr when it is a terminal\n"
             "\n"
+            "durable topics (topic and consumer take --timeout MS, default %d):\n"
+            "  topic add NAME --subjects P[,P...] [--max-msgs N] [--max-bytes N]\n"
+            "      [--max-age DURATION] [--dedup-window DURATION]\n"
+            "        create a topic storing what is published on the patterns P\n"
+            "  topic ls             list the topics\n"
+            "  topic info NAME      messages, bytes, first/last seq and time, limits\n"
+            "  topic rm NAME        remove a topic with its messages and consumers\n"
+            "  consume TOPIC DURABLE [--count N] [--max-inflight N]\n"
+            "      [--ack-wait DURATION] [--max-deliver N] [--no-ack]\n"
+            "        take messages from the durable consumer DURABLE (created if\n"
+            "        missing), print '[#n] subject seq=N deliveries=D: payload' and\n"
+            "        ack each (unless --no-ack); exit after N messages with --count\n"
+            "  consumer ls TOPIC    list a topic's durable consumers\n"
+            "  consumer rm TOPIC DURABLE\n"
+            "        remove a durable consumer\n"
+            "  DURATION is N followed by ms, s, m, h or d (500ms, 30s, 5m, 2h, 7d);\n"
+            "  TIME is Unix seconds or ISO-8601 (2024-05-01T12:00:00Z; no zone: UTC)\n"
+            "\n"
             "options:\n"
             "  --server LIST  servers to connect to (default: $RINGMQ_SERVER, else %s)\n"
             "  --help         show this text        --version  show the version\n"
@@ -64,11 +97,12 @@ static void usage(FILE *f)
             "  1  other error (out of memory, I/O error)\n"
             "  2  usage error (bad arguments)\n"
             "  3  cannot connect (server down or unreachable)\n"
-            "  4  invalid subject, pattern or queue name\n"
-            "  5  timeout (no reply, no flush acknowledgement)\n"
-            "  6  server error or connection lost (auth, payload too big, closed)\n"
+            "  4  invalid subject, pattern, queue, topic or consumer name\n"
+            "  5  timeout (no reply, no flush acknowledgement, no ack)\n"
+            "  6  server error or connection lost (auth, payload too big, closed,\n"
+            "     no such topic or consumer, topic exists, storage full or off)\n"
             "  7  bench: messages were lost\n",
-            RMQ_DEFAULT_SERVER);
+            CLI_ADMIN_TIMEOUT_MS, RMQ_DEFAULT_SERVER);
 }
 
 /* Map a library error to an exit code (CLI_EXIT_*). */
@@ -132,7 +166,9 @@ int cli_connect(const char *server, const char *name, rmq_client **out)
     return 0;
 }
 
-static int bad_usage(const char *fmt, const char *arg)
+/* Print "ringmq: <fmt with arg>" and a pointer to --help; returns
+ * CLI_EXIT_USAGE. */
+int cli_bad_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "ringmq: ");
     fprintf(stderr, fmt, arg);
@@ -140,7 +176,9 @@ static int bad_usage(const char *fmt, const char *arg)
     return CLI_EXIT_USAGE;
 }
 
-static int check_subject(const char *subj, bool pattern)
+/* 0 if subj is a valid subject (pattern: or pattern), else print why and
+ * return CLI_EXIT_SUBJECT. */
+int cli_check_subject(const char *subj, bool pattern)
 {
     if (rmq_subject_check(subj, pattern) != 0) {
         fprintf(stderr, "ringmq: invalid %s '%s'\n", pattern ? "subject pattern" : "subject", subj);
@@ -162,51 +200,83 @@ static int finish(rmq_client *c, int timeout_ms, int rc)
     return rc;
 }
 
-/* Parse "SUBJECT [MESSAGE] [--timeout MS]" for pub and req; the timeout
- * must be at least min_timeout. Returns 0 or a usage exit code. */
+/* pub's durable-topic flags: --ack [--msg-id ID]. */
+struct pub_ack_flags {
+    bool ack;
+    const char *msg_id;
+};
+
+/* Parse "SUBJECT [MESSAGE] [--timeout MS]" for pub and req, and with pf
+ * (pub only) "--ack" and "--msg-id ID"; the timeout must be at least
+ * min_timeout. Returns 0 or a usage exit code. */
 static int parse_subj_msg(const char *cmd, int argc, char **argv, const char **subj,
-                          const char **msg, uint64_t *timeout, uint64_t min_timeout)
+                          const char **msg, uint64_t *timeout, uint64_t min_timeout,
+                          struct pub_ack_flags *pf)
 {
     int npos = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             if (!bench_parse_u64(argv[++i], timeout) || *timeout < min_timeout ||
                 *timeout > 3600000)
-                return bad_usage("bad --timeout '%s'", argv[i]);
+                return cli_bad_usage("bad --timeout '%s'", argv[i]);
+        } else if (pf && strcmp(argv[i], "--ack") == 0) {
+            pf->ack = true;
+        } else if (pf && strcmp(argv[i], "--msg-id") == 0 && i + 1 < argc) {
+            pf->msg_id = argv[++i];
         } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
             char what[300];
             snprintf(what, sizeof(what), "%s: unknown option '%s'", cmd, argv[i]);
-            return bad_usage("%s", what);
+            return cli_bad_usage("%s", what);
         } else if (npos < 2) {
             *(npos++ == 0 ? subj : msg) = argv[i];
         } else {
             char what[300];
             snprintf(what, sizeof(what), "%s: unexpected argument '%s'", cmd, argv[i]);
-            return bad_usage("%s", what);
+            return cli_bad_usage("%s", what);
         }
     }
     return 0;
 }
 
+/* Publish one message, plainly or (--ack) waiting for a topic to store it.
+ * Returns 0 or an exit code (the error is printed). */
+static int pub_one(rmq_client *c, const char *subj, const char *data, size_t len,
+                   const struct pub_ack_flags *pf, uint64_t timeout)
+{
+    int rc;
+
+    if (pf->ack)
+        return cli_pub_ack(c, subj, data, len, pf->msg_id, (int)timeout);
+    rc = rmq_publish(c, subj, data, len);
+    return rc < 0 ? cli_fail("publish", rc) : 0;
+}
+
 static int cmd_pub(const char *server, int argc, char **argv)
 {
     const char *subj = NULL, *msg = NULL;
-    uint64_t timeout = 5000;
+    struct pub_ack_flags pf = {0};
+    uint64_t timeout = CLI_ADMIN_TIMEOUT_MS;
     rmq_client *c;
     int rc;
 
-    if ((rc = parse_subj_msg("pub", argc, argv, &subj, &msg, &timeout, 0)) != 0)
+    if ((rc = parse_subj_msg("pub", argc, argv, &subj, &msg, &timeout, 0, &pf)) != 0)
         return rc;
     if (subj == NULL)
-        return bad_usage("pub: missing SUBJECT%s", "");
-    if ((rc = check_subject(subj, false)) != 0)
+        return cli_bad_usage("pub: missing SUBJECT%s", "");
+    if (pf.msg_id && !pf.ack)
+        return cli_bad_usage("pub: --msg-id needs --ack%s", "");
+    if (pf.msg_id && msg == NULL)
+        return cli_bad_usage("pub: --msg-id needs a MESSAGE (stdin lines would share it)%s", "");
+    if (pf.ack && timeout == 0)
+        return cli_bad_usage("pub: --ack needs a --timeout of 1 ms or more%s", "");
+    if (pf.msg_id && (pf.msg_id[0] == '\0' || strlen(pf.msg_id) > 128))
+        return cli_bad_usage("pub: bad --msg-id '%s' (want 1-128 bytes)", pf.msg_id);
+    if ((rc = cli_check_subject(subj, false)) != 0)
         return rc;
     if ((rc = cli_connect(server, "ringmq-pub", &c)) != 0)
         return rc;
-    if (msg != NULL) {
-        rc = rmq_publish(c, subj, msg, strlen(msg));
-        return finish(c, (int)timeout, rc < 0 ? cli_fail("publish", rc) : 0);
-    }
+    if (msg != NULL)
+        return finish(c, (int)timeout, pub_one(c, subj, msg, strlen(msg), &pf, timeout));
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -214,11 +284,9 @@ static int cmd_pub(const char *server, int argc, char **argv)
     while (!cli_stop && (n = getline(&line, &cap, stdin)) >= 0) {
         if (n > 0 && line[n - 1] == '\n')
             line[--n] = '\0';
-        int prc = rmq_publish(c, subj, line, (size_t)n);
-        if (prc < 0) {
-            rc = cli_fail("publish", prc);
+        rc = pub_one(c, subj, line, (size_t)n, &pf, timeout);
+        if (rc != 0)
             break;
-        }
     }
     if (rc == 0 && ferror(stdin)) {
         fprintf(stderr, "ringmq: reading stdin: %s\n", strerror(errno));
@@ -230,9 +298,19 @@ static int cmd_pub(const char *server, int argc, char **argv)
 
 /* ---- sub ---- */
 
+/* Subscribe for sub: plainly, or to a topic's stored messages (--topic). */
+static int sub_make(rmq_client *c, const char *subj, const char *queue, const char *topic,
+                    const rmq_replay_opts *start, rmq_sub **s)
+{
+    if (topic)
+        return rmq_subscribe_topic(c, topic, subj, start, NULL, NULL, s);
+    return rmq_subscribe_sync(c, subj, queue, s);
+}
+
 static int cmd_sub(const char *server, int argc, char **argv)
 {
-    const char *subj = NULL, *queue = NULL;
+    const char *subj = NULL, *queue = NULL, *topic = NULL, *start_arg = NULL;
+    rmq_replay_opts start = {.start = RMQ_START_NEW};
     uint64_t count = 0, got = 0;
     bool raw = false;
     rmq_client *c;
@@ -242,30 +320,45 @@ static int cmd_sub(const char *server, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--queue") == 0 && i + 1 < argc) {
             queue = argv[++i];
+        } else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
+            topic = argv[++i];
+        } else if (strcmp(argv[i], "--start") == 0 && i + 1 < argc) {
+            start_arg = argv[++i];
+            if (!cli_parse_start(start_arg, &start))
+                return cli_bad_usage("bad --start '%s' (want new, all, last, seq=N or time=TIME)",
+                                     start_arg);
         } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
             if (!bench_parse_u64(argv[++i], &count) || count == 0)
-                return bad_usage("bad --count '%s' (want N >= 1)", argv[i]);
+                return cli_bad_usage("bad --count '%s' (want N >= 1)", argv[i]);
         } else if (strcmp(argv[i], "--raw") == 0) {
             raw = true;
         } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
-            return bad_usage("sub: unknown option '%s'", argv[i]);
+            return cli_bad_usage("sub: unknown option '%s'", argv[i]);
         } else if (subj == NULL) {
             subj = argv[i];
         } else {
-            return bad_usage("sub: unexpected argument '%s'", argv[i]);
+            return cli_bad_usage("sub: unexpected argument '%s'", argv[i]);
         }
     }
     if (subj == NULL)
-        return bad_usage("sub: missing SUBJECT%s", "");
-    if ((rc = check_subject(subj, true)) != 0)
+        return cli_bad_usage("sub: missing SUBJECT%s", "");
+    if (start_arg && topic == NULL)
+        return cli_bad_usage("sub: --start needs --topic%s", "");
+    if (queue && topic)
+        return cli_bad_usage("sub: a topic subscription has no --queue (use consume)%s", "");
+    if ((rc = cli_check_subject(subj, true)) != 0)
         return rc;
     if (queue && rmq_subject_check(queue, false) != 0) {
         fprintf(stderr, "ringmq: invalid queue group name '%s'\n", queue);
         return CLI_EXIT_SUBJECT;
     }
+    if (topic && !cli_name_ok(topic)) {
+        fprintf(stderr, "ringmq: invalid topic name '%s' (want 1-64 of A-Z a-z 0-9 _ -)\n", topic);
+        return CLI_EXIT_SUBJECT;
+    }
     if ((rc = cli_connect(server, "ringmq-sub", &c)) != 0)
         return rc;
-    rc = rmq_subscribe_sync(c, subj, queue, &s);
+    rc = sub_make(c, subj, queue, topic, &start, &s);
     if (rc < 0) {
         rc = cli_fail("subscribe", rc);
         rmq_close(c);
@@ -284,12 +377,20 @@ static int cmd_sub(const char *server, int argc, char **argv)
 
         if (nrc == -ETIMEDOUT)
             continue;
+        if (nrc == RMQ_ENOTFOUND && topic) {
+            fprintf(stderr, "ringmq: sub: no such topic '%s'\n", topic);
+            rc = cli_exit_code(nrc);
+            goto out;
+        }
         if (nrc < 0) {
             rc = cli_fail("subscription", nrc);
             goto out;
         }
         got++;
-        if (!raw)
+        if (!raw && topic)
+            printf("[#%llu] %s seq=%llu: ", (unsigned long long)got, rmq_msg_subject(m),
+                   (unsigned long long)rmq_msg_seq(m));
+        else if (!raw)
             printf("[#%llu] %s: ", (unsigned long long)got, rmq_msg_subject(m));
         fwrite(rmq_msg_data(m), 1, rmq_msg_len(m), stdout);
         fputc('\n', stdout);
@@ -312,11 +413,11 @@ static int cmd_req(const char *server, int argc, char **argv)
     rmq_msg *reply;
     int rc;
 
-    if ((rc = parse_subj_msg("req", argc, argv, &subj, &msg, &timeout, 1)) != 0)
+    if ((rc = parse_subj_msg("req", argc, argv, &subj, &msg, &timeout, 1, NULL)) != 0)
         return rc;
     if (subj == NULL || msg == NULL)
-        return bad_usage("req: want SUBJECT MESSAGE%s", "");
-    if ((rc = check_subject(subj, false)) != 0)
+        return cli_bad_usage("req: want SUBJECT MESSAGE%s", "");
+    if ((rc = cli_check_subject(subj, false)) != 0)
         return rc;
     if ((rc = cli_connect(server, "ringmq-req", &c)) != 0)
         return rc;
@@ -357,7 +458,7 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[i], "--server=", 9) == 0) {
             server = argv[i] + 9;
         } else {
-            return bad_usage("unknown option '%s'", argv[i]);
+            return cli_bad_usage("unknown option '%s'", argv[i]);
         }
     }
     if (i < argc && strcmp(argv[i], "-h") == 0) {
@@ -385,5 +486,11 @@ int main(int argc, char **argv)
         return cmd_req(server, argc - i, argv + i);
     if (strcmp(cmd, "bench") == 0)
         return cli_bench(server, argc - i, argv + i);
-    return bad_usage("unknown command '%s'", cmd);
+    if (strcmp(cmd, "topic") == 0)
+        return cli_topic(server, argc - i, argv + i);
+    if (strcmp(cmd, "consume") == 0)
+        return cli_consume(server, argc - i, argv + i);
+    if (strcmp(cmd, "consumer") == 0)
+        return cli_consumer(server, argc - i, argv + i);
+    return cli_bad_usage("unknown command '%s'", cmd);
 }

@@ -22,7 +22,14 @@
  * Request/reply: one wildcard inbox subscription "_INBOX.<16 hex>.*" per
  * client, made on the first rmq_request(); request n uses the reply subject
  * "_INBOX.<hex>.<n>". Its callback (on the I/O thread) hands a copy of the
- * reply to the waiting request, found by n in the list c->reqs.
+ * reply to the waiting request, found by n in the list c->reqs. The async
+ * publish acks (client_ack.c) take their n from the same counter and are
+ * looked up first, in their hash.
+ *
+ * Durable topics (client_topic.c) reuse all of this: a topic subscription
+ * or consumer binding is an rmq_sub with topic fields, whose SUBSCRIBE is
+ * built by client_sub_frames(); deliveries record the highest seq, so a
+ * replay is re-sent after a reconnect from the seq after it.
  */
 
 /* The public header repeats rmq_error.h's codes; check that both agree. */
@@ -156,6 +163,15 @@ static bool deadline_set(struct timespec *ts, int timeout_ms)
         ts->tv_nsec -= 1000000000L;
     }
     return true;
+}
+
+/* CLOCK_MONOTONIC in ns: the clock of every client deadline. Any thread. */
+int64_t client_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Wait on cv until signalled or the deadline (NULL: none). ETIMEDOUT or 0. */
@@ -350,6 +366,24 @@ void rmq_msg_free(rmq_msg *m)
     free(m);
 }
 
+/* See ringmq.h. The fields live in the parsed message, kept by msg copies. */
+uint64_t rmq_msg_seq(const rmq_msg *m)
+{
+    return m->cm.seq;
+}
+
+/* See ringmq.h. */
+uint64_t rmq_msg_time_ns(const rmq_msg *m)
+{
+    return m->cm.time_ns;
+}
+
+/* See ringmq.h. */
+uint32_t rmq_msg_deliveries(const rmq_msg *m)
+{
+    return m->cm.deliveries;
+}
+
 /* ---- Subscription table ---- */
 
 static size_t sid_bucket(uint64_t sid, size_t nb)
@@ -423,12 +457,19 @@ static void sub_queue_clear_locked(rmq_sub *s)
     s->qmsgs = s->qbytes = 0;
 }
 
+static void sub_strings_free(rmq_sub *s)
+{
+    free(s->pattern);
+    free(s->queue);
+    free(s->topic);
+    free(s->durable);
+}
+
 static void sub_destroy(rmq_sub *s)
 {
     sub_queue_clear_locked(s);
     pthread_cond_destroy(&s->cv);
-    free(s->pattern);
-    free(s->queue);
+    sub_strings_free(s);
     free(s);
 }
 
@@ -440,9 +481,44 @@ void client_sub_unref_locked(rmq_sub *s)
 }
 
 /*
+ * The durable-topic fields of s's SUBSCRIBE. A consumer binding is the same
+ * every time. A replay starts where it was asked to until it has delivered
+ * something, then (after a reconnect) right after the last seq delivered,
+ * so it goes on with no gap and no duplicate. Caller holds c->mu.
+ */
+static void sub_topic_fields(const rmq_sub *s, Ringmq__Subscribe *sub)
+{
+    const rmq_replay_opts *st = &s->start;
+
+    sub->topic = s->topic;
+    if (s->durable) {
+        sub->durable = s->durable;
+        sub->has_max_inflight = s->cons.max_inflight != 0;
+        sub->max_inflight = s->cons.max_inflight;
+        sub->has_ack_wait_ms = s->cons.ack_wait_ms != 0;
+        sub->ack_wait_ms = s->cons.ack_wait_ms;
+        sub->has_max_deliver = s->cons.max_deliver != 0;
+        sub->max_deliver = s->cons.max_deliver;
+        return;
+    }
+    sub->has_start = true;
+    if (s->last_seq != 0) {
+        sub->start = RINGMQ__START_POLICY__START_SEQ;
+        sub->has_start_seq = true;
+        sub->start_seq = s->last_seq + 1;
+        return;
+    }
+    sub->start = (Ringmq__StartPolicy)st->start;
+    sub->has_start_seq = st->start == RMQ_START_SEQ;
+    sub->start_seq = st->seq;
+    sub->has_start_time_ns = st->start == RMQ_START_TIME;
+    sub->start_time_ns = st->time_ns;
+}
+
+/*
  * Append the frames that (re)create s on a server to buf: SUBSCRIBE, plus an
  * UNSUBSCRIBE{max} carrying what is left of an auto-unsubscribe limit.
- * Caller holds c->mu (reads delivered/max). Returns 0 or -ENOMEM.
+ * Caller holds c->mu (reads delivered/max/last_seq). Returns 0 or -ENOMEM.
  */
 int client_sub_frames(const rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap)
 {
@@ -454,6 +530,8 @@ int client_sub_frames(const rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap)
     sub.sid = s->sid;
     sub.pattern = s->pattern;
     sub.queue = s->queue;
+    if (s->topic)
+        sub_topic_fields(s, &sub);
     f.kind_case = RINGMQ__FRAME__KIND_SUB;
     f.sub = &sub;
     rc = frame_append(buf, len, cap, &f);
@@ -480,9 +558,17 @@ static int unsub_frame_locked(rmq_client *c, uint64_t sid, uint64_t max)
     return client_frame_append_locked(c, &f);
 }
 
-/* Create a subscription. Caller holds c->mu. */
-static int sub_create_locked(rmq_client *c, const char *pattern, const char *queue, rmq_msg_cb cb,
-                             void *arg, rmq_sub **out)
+/* strdup(src) into *dst unless src is NULL. false on -ENOMEM. */
+static bool dup_opt(char **dst, const char *src)
+{
+    if (src == NULL)
+        return true;
+    *dst = strdup(src);
+    return *dst != NULL;
+}
+
+/* Create a subscription (arguments already validated). Caller holds c->mu. */
+static int sub_create_locked(rmq_client *c, const struct client_sub_spec *sp, rmq_sub **out)
 {
     rmq_sub *s;
     int rc = -ENOMEM;
@@ -493,13 +579,13 @@ static int sub_create_locked(rmq_client *c, const char *pattern, const char *que
     if (s == NULL)
         return -ENOMEM;
     s->c = c;
-    s->cb = cb;
-    s->arg = arg;
+    s->cb = sp->cb;
+    s->arg = sp->arg;
     s->refs = 1;
-    s->pattern = strdup(pattern);
-    if (s->pattern == NULL)
-        goto err_free;
-    if (queue && (s->queue = strdup(queue)) == NULL)
+    s->start = sp->start;
+    s->cons = sp->cons;
+    if (!dup_opt(&s->pattern, sp->pattern) || !dup_opt(&s->queue, sp->queue) ||
+        !dup_opt(&s->topic, sp->topic) || !dup_opt(&s->durable, sp->durable))
         goto err_free;
     rc = cond_init_mono(&s->cv);
     if (rc < 0)
@@ -523,25 +609,29 @@ err_table:
 err_cv:
     pthread_cond_destroy(&s->cv);
 err_free:
-    free(s->pattern);
-    free(s->queue);
+    sub_strings_free(s);
     free(s);
     return rc;
 }
 
-static int sub_create(rmq_client *c, const char *pattern, const char *queue, rmq_msg_cb cb,
-                      void *arg, rmq_sub **out)
+/*
+ * Create a subscription from sp (strings copied): checks the pattern and
+ * queue syntax (RMQ_ESUBJECT), queues the SUBSCRIBE and sets *out. Names
+ * of topics and consumers are the caller's to check. Returns 0,
+ * RMQ_ESUBJECT, RMQ_ECLOSED, -EINVAL or -ENOMEM. Any thread.
+ */
+int client_sub_create(rmq_client *c, const struct client_sub_spec *sp, rmq_sub **out)
 {
     int rc;
 
-    if (c == NULL || pattern == NULL || out == NULL)
+    if (c == NULL || sp->pattern == NULL || out == NULL)
         return -EINVAL;
-    if (client_pattern_check(pattern, strlen(pattern)) < 0)
+    if (client_pattern_check(sp->pattern, strlen(sp->pattern)) < 0)
         return RMQ_ESUBJECT;
-    if (queue && client_subject_check(queue, strlen(queue)) < 0)
+    if (sp->queue && client_subject_check(sp->queue, strlen(sp->queue)) < 0)
         return RMQ_ESUBJECT;
     pthread_mutex_lock(&c->mu);
-    rc = sub_create_locked(c, pattern, queue, cb, arg, out);
+    rc = sub_create_locked(c, sp, out);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -550,15 +640,19 @@ static int sub_create(rmq_client *c, const char *pattern, const char *queue, rmq
 int rmq_subscribe(rmq_client *c, const char *pattern, const char *queue, rmq_msg_cb cb, void *arg,
                   rmq_sub **out)
 {
+    struct client_sub_spec sp = {.pattern = pattern, .queue = queue, .cb = cb, .arg = arg};
+
     if (cb == NULL)
         return -EINVAL;
-    return sub_create(c, pattern, queue, cb, arg, out);
+    return client_sub_create(c, &sp, out);
 }
 
 /* See ringmq.h. Any thread. */
 int rmq_subscribe_sync(rmq_client *c, const char *pattern, const char *queue, rmq_sub **out)
 {
-    return sub_create(c, pattern, queue, NULL, NULL, out);
+    struct client_sub_spec sp = {.pattern = pattern, .queue = queue};
+
+    return client_sub_create(c, &sp, out);
 }
 
 /* See ringmq.h. Any thread, callbacks included. */
@@ -721,6 +815,8 @@ void client_deliver(rmq_client *c, const struct codec_msg *cm)
         return;
     }
     s->delivered++;
+    if (cm->seq > s->last_seq)
+        s->last_seq = cm->seq;
     c->stats.in_msgs++;
     c->stats.in_bytes += cm->payload.len;
     if (s->max && s->delivered >= s->max) {
@@ -831,59 +927,85 @@ static int room_wait_locked(rmq_client *c, size_t size)
     return rc;
 }
 
-static int publish(rmq_client *c, const char *subj, const char *reply, const rmq_header *h,
-                   size_t nh, const void *data, size_t len)
+/*
+ * Check a publish and fill *p (which borrows every argument): subject and
+ * reply syntax (RMQ_ESUBJECT), headers (-EINVAL). No lock, any thread.
+ */
+int client_pub_prepare(struct client_pub *p, const char *subj, const char *reply,
+                       const rmq_header *h, size_t nh, const void *data, size_t len)
 {
-    struct codec_hdr hdrs[RMQ_MAX_HEADERS];
-    size_t slen, rlen = 0, size;
-    int rc;
-
-    if (c == NULL || subj == NULL || (len && data == NULL) || (nh && h == NULL))
+    if (subj == NULL || (len && data == NULL) || (nh && h == NULL))
         return -EINVAL;
-    slen = strlen(subj);
-    if (client_subject_check(subj, slen) < 0)
+    p->subj = subj;
+    p->slen = strlen(subj);
+    if (client_subject_check(subj, p->slen) < 0)
         return RMQ_ESUBJECT;
-    if (reply) {
-        rlen = strlen(reply);
-        if (client_subject_check(reply, rlen) < 0)
-            return RMQ_ESUBJECT;
-    }
+    p->reply = reply;
+    p->rlen = reply ? strlen(reply) : 0;
+    if (reply && client_subject_check(reply, p->rlen) < 0)
+        return RMQ_ESUBJECT;
     if (nh > RMQ_MAX_HEADERS)
         return -EINVAL;
     for (size_t i = 0; i < nh; i++) {
         if (h[i].key == NULL || h[i].key[0] == '\0' || (h[i].value_len && !h[i].value))
             return -EINVAL;
-        hdrs[i].key = h[i].key;
-        hdrs[i].klen = strlen(h[i].key);
-        hdrs[i].val = h[i].value; /* NULL: a header without value field */
-        hdrs[i].vlen = h[i].value ? h[i].value_len : 0;
+        p->hdrs[i].key = h[i].key;
+        p->hdrs[i].klen = strlen(h[i].key);
+        p->hdrs[i].val = h[i].value; /* NULL: a header without value field */
+        p->hdrs[i].vlen = h[i].value ? h[i].value_len : 0;
     }
-    if (data == NULL)
-        data = "";
-    size = codec_pub_size(subj, slen, reply, rlen, hdrs, nh, len);
+    p->nh = nh;
+    p->data = data ? data : "";
+    p->len = len;
+    return 0;
+}
 
-    pthread_mutex_lock(&c->mu);
-    if (c->closing || c->state == CLIENT_CLOSED) {
-        rc = RMQ_ECLOSED;
-        goto out;
-    }
-    if (len > c->max_payload || size - CODEC_HDR_LEN > c->max_frame) {
-        rc = -EMSGSIZE;
-        goto out;
-    }
+/*
+ * Append the PUBLISH frame of p to the send buffer, waiting for room as
+ * rmq_publish() documents. Caller holds c->mu, which may be released while
+ * waiting; once this returns 0 the frame is in sbuf and mu was not released
+ * since it was written. Returns 0, RMQ_ECLOSED, -EMSGSIZE, -EAGAIN or
+ * -ENOMEM.
+ */
+int client_pub_append_locked(rmq_client *c, const struct client_pub *p)
+{
+    size_t size = codec_pub_size(p->subj, p->slen, p->reply, p->rlen, p->hdrs, p->nh, p->len);
+    int rc;
+
+    if (c->closing || c->state == CLIENT_CLOSED)
+        return RMQ_ECLOSED;
+    if (p->len > c->max_payload || size - CODEC_HDR_LEN > c->max_frame)
+        return -EMSGSIZE;
     rc = room_wait_locked(c, size);
     if (rc < 0)
-        goto out;
+        return rc;
     rc = client_buf_reserve(&c->sbuf, &c->scap, c->slen + size);
     if (rc < 0)
-        goto out;
-    codec_pub_write(c->sbuf + c->slen, subj, slen, reply, rlen, hdrs, nh, data, len);
+        return rc;
+    codec_pub_write(c->sbuf + c->slen, p->subj, p->slen, p->reply, p->rlen, p->hdrs, p->nh, p->data,
+                    p->len);
     if (c->slen == 0 && c->state == CLIENT_CONNECTED)
         client_wake(c);
     c->slen += size;
     c->stats.out_msgs++;
-    c->stats.out_bytes += len;
-out:
+    c->stats.out_bytes += p->len;
+    return 0;
+}
+
+/* rmq_publish_msg() behind the public checks. Any thread, callbacks included. */
+int client_publish(rmq_client *c, const char *subj, const char *reply, const rmq_header *h,
+                   size_t nh, const void *data, size_t len)
+{
+    struct client_pub p;
+    int rc;
+
+    if (c == NULL)
+        return -EINVAL;
+    rc = client_pub_prepare(&p, subj, reply, h, nh, data, len);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    rc = client_pub_append_locked(c, &p);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -891,14 +1013,14 @@ out:
 /* See ringmq.h. Any thread, callbacks included. */
 int rmq_publish(rmq_client *c, const char *subj, const void *data, size_t len)
 {
-    return publish(c, subj, NULL, NULL, 0, data, len);
+    return client_publish(c, subj, NULL, NULL, 0, data, len);
 }
 
 /* See ringmq.h. Any thread, callbacks included. */
 int rmq_publish_msg(rmq_client *c, const char *subj, const char *reply, const rmq_header *headers,
                     size_t nheaders, const void *data, size_t len)
 {
-    return publish(c, subj, reply, headers, nheaders, data, len);
+    return client_publish(c, subj, reply, headers, nheaders, data, len);
 }
 
 /* See ringmq.h. Any thread, callbacks included. */
@@ -908,7 +1030,7 @@ int rmq_respond(rmq_client *c, const rmq_msg *msg, const void *data, size_t len)
         return -EINVAL;
     if (msg->reply == NULL)
         return -EINVAL;
-    return publish(c, msg->reply, NULL, NULL, 0, data, len);
+    return client_publish(c, msg->reply, NULL, NULL, 0, data, len);
 }
 
 /* ---- Flush ---- */
@@ -995,6 +1117,8 @@ static void inbox_cb(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
             return;
         id = id * 10 + (uint64_t)(*p - '0');
     }
+    if (client_ack_reply(c, id, m))
+        return;
     pthread_mutex_lock(&c->mu);
     for (struct client_req *r = c->reqs; r; r = r->next) {
         if (r->id == id) {
@@ -1008,8 +1132,11 @@ static void inbox_cb(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
     pthread_mutex_unlock(&c->mu);
 }
 
-static int inbox_ensure_locked(rmq_client *c)
+/* Create the inbox subscription on first use. Caller holds c->mu.
+ * Returns 0, RMQ_ECLOSED or -ENOMEM. */
+int client_inbox_ensure_locked(rmq_client *c)
 {
+    struct client_sub_spec sp = {.cb = inbox_cb};
     uint8_t rnd[8];
     char pattern[sizeof(c->inbox_prefix) + 1];
     int rc;
@@ -1024,15 +1151,20 @@ static int inbox_ensure_locked(rmq_client *c)
              CLIENT_INBOX_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x.", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     snprintf(pattern, sizeof(pattern), "%s*", c->inbox_prefix);
-    rc = sub_create_locked(c, pattern, NULL, inbox_cb, NULL, &c->inbox);
+    sp.pattern = pattern;
+    rc = sub_create_locked(c, &sp, &c->inbox);
     if (rc < 0)
         c->inbox = NULL;
     return rc;
 }
 
-/* See ringmq.h. Any thread but the I/O thread. */
-int rmq_request(rmq_client *c, const char *subj, const void *data, size_t len, int timeout_ms,
-                rmq_msg **reply)
+/*
+ * rmq_request() with headers h[0..nh) on the request (borrowed, copied into
+ * the send buffer). *reply is owned by the caller on success. Any thread
+ * but the I/O thread (-EDEADLK).
+ */
+int client_request(rmq_client *c, const char *subj, const rmq_header *h, size_t nh,
+                   const void *data, size_t len, int timeout_ms, rmq_msg **reply)
 {
     struct timespec ts;
     const struct timespec *dl;
@@ -1048,7 +1180,7 @@ int rmq_request(rmq_client *c, const char *subj, const void *data, size_t len, i
         return RMQ_ESUBJECT;
     dl = deadline_set(&ts, timeout_ms) ? &ts : NULL;
     pthread_mutex_lock(&c->mu);
-    rc = inbox_ensure_locked(c);
+    rc = client_inbox_ensure_locked(c);
     if (rc < 0) {
         pthread_mutex_unlock(&c->mu);
         return rc;
@@ -1060,7 +1192,7 @@ int rmq_request(rmq_client *c, const char *subj, const void *data, size_t len, i
     snprintf(rsubj, sizeof(rsubj), "%s%" PRIu64, c->inbox_prefix, r.id);
     pthread_mutex_unlock(&c->mu);
 
-    rc = publish(c, subj, rsubj, NULL, 0, data, len);
+    rc = client_publish(c, subj, rsubj, h, nh, data, len);
 
     pthread_mutex_lock(&c->mu);
     while (rc == 0 && r.reply == NULL) {
@@ -1085,6 +1217,13 @@ int rmq_request(rmq_client *c, const char *subj, const void *data, size_t len, i
     return rc;
 }
 
+/* See ringmq.h. Any thread but the I/O thread. */
+int rmq_request(rmq_client *c, const char *subj, const void *data, size_t len, int timeout_ms,
+                rmq_msg **reply)
+{
+    return client_request(c, subj, NULL, 0, data, len, timeout_ms, reply);
+}
+
 /* ---- Connect / close ---- */
 
 static void client_free(rmq_client *c)
@@ -1097,6 +1236,7 @@ static void client_free(rmq_client *c)
         }
     }
     free(c->subs);
+    client_acks_fini(&c->acks);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
     if (c->fd >= 0)

@@ -15,6 +15,10 @@
  * swaps sbuf with wbuf (under mu) once wbuf is fully written, then writes
  * wbuf without the lock. So sbuf always holds whole frames, and only wbuf
  * can hold a partly written one.
+ *
+ * Durable topics (client_topic.c, client_ack.c) add fields to rmq_sub (the
+ * topic, the start position, the last seq delivered) and a table of
+ * outstanding publish acks (struct client_acks), all under mu too.
  */
 #ifndef RMQ_CLIENT_CLIENT_INT_H
 #define RMQ_CLIENT_CLIENT_INT_H
@@ -84,6 +88,11 @@ struct rmq_sub {
     char *queue;
     rmq_msg_cb cb; /* NULL: synchronous */
     void *arg;
+    /* Durable topics; topic NULL for a plain subscription. Set at creation. */
+    char *topic;
+    char *durable; /* bound to this consumer of topic; NULL: a replay */
+    rmq_replay_opts start;
+    rmq_consumer_opts cons;
     /* All below under c->mu. */
     int refs;  /* table 1 + user 1 + each dispatch or waiter */
     int in_cb; /* message callbacks started or about to start (I/O thread) */
@@ -93,12 +102,63 @@ struct rmq_sub {
     bool user_freed; /* rmq_unsubscribe() was called */
     uint64_t max;    /* 0: no limit; else total deliveries allowed */
     uint64_t delivered;
+    uint64_t last_seq; /* topic replay: highest seq delivered, resumed after */
     uint64_t dropped;
     bool overflowing; /* dropping since the last message that fit */
     struct rmq_msg *head, *tail;
     size_t qmsgs, qbytes;
     pthread_cond_t cv;     /* sync: message queued or state changed */
     struct rmq_sub *hnext; /* hash chain */
+};
+
+/* What client_sub_create() subscribes to. Strings are borrowed (copied). */
+struct client_sub_spec {
+    const char *pattern;
+    const char *queue;   /* NULL: none */
+    const char *topic;   /* NULL: a plain subscription */
+    const char *durable; /* with topic: bind to this consumer; NULL: replay */
+    rmq_replay_opts start;
+    rmq_consumer_opts cons;
+    rmq_msg_cb cb; /* NULL: synchronous */
+    void *arg;
+};
+
+/* A publish checked by client_pub_prepare(); pointers are borrowed. */
+struct client_pub {
+    const char *subj, *reply; /* reply NULL: none */
+    size_t slen, rlen;
+    struct codec_hdr hdrs[RMQ_MAX_HEADERS];
+    size_t nh;
+    const void *data; /* never NULL */
+    size_t len;
+};
+
+/*
+ * An outstanding rmq_publish_ack_async(): waits for the PubAck published to
+ * the inbox subject "<inbox_prefix><id>". Owned by the client's ack table
+ * from insertion until it is taken out to run its callback, then recycled.
+ */
+struct client_ack {
+    uint64_t id;
+    int64_t deadline_ns; /* CLOCK_MONOTONIC; INT64_MAX: no timeout */
+    rmq_ack_cb cb;
+    void *arg;
+    struct client_ack *hnext;       /* hash chain, or the free list */
+    struct client_ack *prev, *next; /* deadline list (only with a timeout) */
+};
+
+/*
+ * The outstanding acks of a client, under mu. A hash on id (ids are
+ * sequential, so id & mask spreads them evenly) for O(1) lookup, and a list
+ * sorted by deadline for the I/O thread's timeout checks: with one timeout
+ * for every call, an insertion lands at the tail in O(1).
+ */
+struct client_acks {
+    struct client_ack **buckets; /* nbuckets, a power of two */
+    size_t nbuckets, n;
+    struct client_ack *head, *tail; /* earliest deadline first */
+    struct client_ack *free;        /* recycled entries, chained by hnext */
+    size_t nfree;
 };
 
 /* A request waiting for its reply; lives on the caller's stack. */
@@ -140,6 +200,7 @@ struct rmq_client {
     char inbox_prefix[40]; /* "_INBOX.<16 hex>." */
     uint64_t req_seq;
     struct client_req *reqs;
+    struct client_acks acks;
     rmq_stats stats;
 
     /* I/O thread. */
@@ -176,6 +237,29 @@ void client_wake(rmq_client *c);
 void client_wake_all_locked(rmq_client *c);
 int client_subject_check(const char *s, size_t len);
 int client_pattern_check(const char *s, size_t len);
+int client_sub_create(rmq_client *c, const struct client_sub_spec *sp, rmq_sub **out);
+int client_pub_prepare(struct client_pub *p, const char *subj, const char *reply,
+                       const rmq_header *h, size_t nh, const void *data, size_t len);
+int client_pub_append_locked(rmq_client *c, const struct client_pub *p);
+int client_publish(rmq_client *c, const char *subj, const char *reply, const rmq_header *h,
+                   size_t nh, const void *data, size_t len);
+int client_request(rmq_client *c, const char *subj, const rmq_header *h, size_t nh,
+                   const void *data, size_t len, int timeout_ms, rmq_msg **reply);
+int client_inbox_ensure_locked(rmq_client *c);
+int64_t client_now_ns(void);
+
+/* ---- client_ack.c ---- */
+struct client_ack *client_ack_alloc_locked(rmq_client *c);
+void client_ack_recycle_locked(rmq_client *c, struct client_ack *a);
+void client_ack_insert_locked(rmq_client *c, struct client_ack *a);
+bool client_ack_reply(rmq_client *c, uint64_t id, const rmq_msg *m);
+int client_acks_timeout_locked(rmq_client *c);
+void client_acks_expire(rmq_client *c);
+void client_acks_fail_all(rmq_client *c, int err);
+void client_acks_fini(struct client_acks *t);
+
+/* ---- client_topic.c ---- */
+int client_puback_decode(const rmq_msg *m, rmq_pub_ack *ack);
 
 /* ---- client_io.c ---- */
 int client_io_dial(rmq_client *c);

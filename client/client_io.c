@@ -18,6 +18,7 @@
  *                                              MESSAGE: client_deliver() (callbacks run here)
  *                                              PING: queue PONG   PONG: wake flushers
  *                                              ERROR: sub failed / error cb / fatal -> drop
+ *                                           ack deadline passed? callback -ETIMEDOUT
  *
  * On a drop (EOF, socket error, fatal ERROR, undecodable frame) the thread
  * discards the partly written wbuf, keeps only the PUBLISH frames of sbuf
@@ -26,6 +27,11 @@
  * through the server list. After CONNECT/INFO it queues SUBSCRIBE (+
  * UNSUBSCRIBE{max} for the remaining auto-unsubscribe count) for every live
  * subscription ahead of the buffered publishes.
+ *
+ * The poll() timeout is the earliest deadline of the outstanding publish
+ * acks (client_ack.c). While reconnecting, acks time out between attempts
+ * (so up to one connect timeout late); at close the remaining ones get
+ * RMQ_ECLOSED before RMQ_EV_CLOSED.
  *
  * The handshake helpers run on the caller's thread inside rmq_connect(),
  * before the I/O thread exists, and on the I/O thread afterwards.
@@ -676,16 +682,23 @@ static bool closing(rmq_client *c)
     return v;
 }
 
-/* Sleep ms, or less if rmq_close() is called. Returns true if closing. */
+/* Sleep ms, or less if rmq_close() is called, timing out acks meanwhile.
+ * Returns true if closing. */
 static bool sleep_or_close(rmq_client *c, int ms)
 {
     int64_t deadline = now_ms() + ms;
     struct pollfd p = {.fd = c->wake_fd, .events = POLLIN};
 
     while (!closing(c)) {
-        int left = remaining_ms(deadline);
+        int left = remaining_ms(deadline), ack_ms;
+        client_acks_expire(c);
         if (left == 0)
             return false;
+        pthread_mutex_lock(&c->mu);
+        ack_ms = client_acks_timeout_locked(c);
+        pthread_mutex_unlock(&c->mu);
+        if (ack_ms >= 0 && ack_ms < left)
+            left = ack_ms;
         if (poll(&p, 1, left) > 0)
             wake_drain(c);
     }
@@ -717,6 +730,7 @@ static int io_reconnect(rmq_client *c, int *why)
             return 1;
         if (closing(c))
             return 1;
+        client_acks_expire(c);
         rc = dial_one(c, &c->opts.servers[idx]);
         attempt++;
         if (rc == 0) {
@@ -765,6 +779,7 @@ static void *io_main(void *arg)
     for (;;) {
         struct pollfd p[2];
         bool want_write;
+        int tmo;
 
         rc = 0;
 
@@ -789,7 +804,12 @@ static void *io_main(void *arg)
             continue;
         }
         swap_locked(c);
+        tmo = client_acks_timeout_locked(c);
         pthread_mutex_unlock(&c->mu);
+        if (tmo == 0) {
+            client_acks_expire(c);
+            continue;
+        }
         want_write = c->wpos < c->wlen;
 
         p[0].fd = c->fd;
@@ -797,7 +817,7 @@ static void *io_main(void *arg)
         p[1].fd = c->wake_fd;
         p[1].events = POLLIN;
         p[0].revents = p[1].revents = 0;
-        if (poll(p, 2, -1) < 0) {
+        if (poll(p, 2, tmo) < 0) {
             if (errno == EINTR)
                 continue;
             rc = -errno;
@@ -828,6 +848,7 @@ static void *io_main(void *arg)
     c->close_err = err;
     client_wake_all_locked(c);
     pthread_mutex_unlock(&c->mu);
+    client_acks_fail_all(c, RMQ_ECLOSED);
     io_event(c, RMQ_EV_CLOSED, err);
     io_self = NULL;
     return NULL;

@@ -281,8 +281,16 @@ int codec_hdr_next(const struct codec_msg *m, size_t *pos, struct codec_hdr *h)
     return 0;
 }
 
+/* Is the header field f the header named drop? */
+static bool hdr_is(const struct field *f, const char *drop)
+{
+    struct codec_hdr h;
+    size_t dl = strlen(drop);
+    return header_valid(f->s, &h) && h.klen == dl && memcmp(h.key, drop, dl) == 0;
+}
+
 /* See codec.h. */
-size_t codec_body_size(const struct codec_msg *m)
+size_t codec_body_size_drop(const struct codec_msg *m, const char *drop)
 {
     size_t n = len_field_size(1, m->subject.len);
     if (m->reply.len)
@@ -291,7 +299,7 @@ size_t codec_body_size(const struct codec_msg *m)
         struct field f;
         size_t pos = 0;
         while (field_next(m->raw.p, m->raw.len, &pos, &f) == 1)
-            if (f.num == 3)
+            if (f.num == 3 && !(drop && hdr_is(&f, drop)))
                 n += f.end - f.start;
     }
     n += len_field_size(4, m->payload.len);
@@ -305,7 +313,7 @@ size_t codec_body_size(const struct codec_msg *m)
 }
 
 /* See codec.h. */
-void codec_body_write(const struct codec_msg *m, uint8_t *out)
+void codec_body_write_drop(const struct codec_msg *m, uint8_t *out, const char *drop)
 {
     size_t n = len_field_put(out, 1, m->subject.p, m->subject.len);
     if (m->reply.len)
@@ -314,7 +322,7 @@ void codec_body_write(const struct codec_msg *m, uint8_t *out)
         struct field f;
         size_t pos = 0;
         while (field_next(m->raw.p, m->raw.len, &pos, &f) == 1) {
-            if (f.num == 3) {
+            if (f.num == 3 && !(drop && hdr_is(&f, drop))) {
                 memcpy(out + n, m->raw.p + f.start, f.end - f.start);
                 n += f.end - f.start;
             }
@@ -333,6 +341,18 @@ void codec_body_write(const struct codec_msg *m, uint8_t *out)
         out[n++] = 8 << 3;
         varint_put(out + n, m->deliveries);
     }
+}
+
+/* See codec.h. */
+size_t codec_body_size(const struct codec_msg *m)
+{
+    return codec_body_size_drop(m, NULL);
+}
+
+/* See codec.h. */
+void codec_body_write(const struct codec_msg *m, uint8_t *out)
+{
+    codec_body_write_drop(m, out, NULL);
 }
 
 /* See codec.h. */

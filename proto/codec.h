@@ -127,6 +127,9 @@ int codec_hdr_next(const struct codec_msg *m, size_t *pos, struct codec_hdr *h);
  */
 size_t codec_body_size(const struct codec_msg *m);
 void codec_body_write(const struct codec_msg *m, uint8_t *out);
+/* The same without the headers named drop (NUL-terminated; NULL: keep all). */
+size_t codec_body_size_drop(const struct codec_msg *m, const char *drop);
+void codec_body_write_drop(const struct codec_msg *m, uint8_t *out, const char *drop);
 
 /*
  * The subject of a shared body written by codec_body_write() (its first

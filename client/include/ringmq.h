@@ -136,6 +136,10 @@ typedef struct rmq_msg rmq_msg;
 /** The client or subscription is closed (rmq_close(), reconnect given up,
  *  auto-unsubscribe limit reached). */
 #define RMQ_ECLOSED (RMQ_ERRBASE - 9)
+/** Stored data is damaged (not returned by the client; listed for completeness). */
+#define RMQ_ECORRUPT (RMQ_ERRBASE - 10)
+/** The broker runs without storage, or (cluster) the topic's node is down. */
+#define RMQ_EUNAVAIL (RMQ_ERRBASE - 11)
 
 /**
  * @brief Describe an error code.
@@ -723,6 +727,210 @@ RMQ_API int rmq_msg_copy(const rmq_msg *m, rmq_msg **out);
  * #rmq_msg_copy(). NULL is a no-op, and so is a callback's borrowed message.
  */
 RMQ_API void rmq_msg_free(rmq_msg *m);
+
+/** @brief Sequence number in its durable topic; 0 for a message not from a topic. */
+RMQ_API uint64_t rmq_msg_seq(const rmq_msg *m);
+
+/** @brief When the broker stored it (Unix epoch ns); 0 for a message not from a topic. */
+RMQ_API uint64_t rmq_msg_time_ns(const rmq_msg *m);
+
+/** @brief Durable consumers: delivery attempt of this message (1 = first); else 0. */
+RMQ_API uint32_t rmq_msg_deliveries(const rmq_msg *m);
+/** @} */
+
+/**
+ * @defgroup rmq_durable Durable topics
+ *
+ * A topic stores the messages published on its subjects in the broker's
+ * data dir; see proto/PROTOCOL.md ("Durable topics"). The calls below are
+ * request/reply with the broker: they block up to @p timeout_ms (-1: no
+ * limit) and return -EDEADLK from a callback, like #rmq_request(). Errors
+ * from the broker: #RMQ_ENOTFOUND (no such topic or consumer), -EEXIST
+ * (name taken, or subjects overlapping another topic), -EINVAL (bad
+ * config), #RMQ_ESTOREFULL, -EIO (storage failed), #RMQ_EUNAVAIL (no
+ * storage); -ETIMEDOUT when no answer came in time.
+ * @{
+ */
+
+/** @brief Largest topic or consumer name (bytes; [A-Za-z0-9_-] only). */
+#define RMQ_NAME_MAX 64
+/** @brief Largest number of subject patterns of a topic. */
+#define RMQ_TOPIC_SUBJECTS_MAX 16
+
+/** @brief A topic definition for #rmq_topic_add(). Strings are borrowed. */
+typedef struct rmq_topic_cfg {
+    const char *name;            /**< 1..64 of [A-Za-z0-9_-] */
+    const char *const *subjects; /**< 1..16 patterns ("orders.>") */
+    size_t nsubjects;
+    uint64_t max_msgs;        /**< keep at most this many (oldest dropped); 0: no limit */
+    uint64_t max_bytes;       /**< keep at most this many stored bytes (see bytes); 0: no limit */
+    uint64_t max_age_ms;      /**< drop messages older than this; 0: no limit */
+    uint64_t dedup_window_ms; /**< Rmq-Msg-Id window; 0: the broker's default (2 min) */
+} rmq_topic_cfg;
+
+/** @brief A topic's definition and state, as returned by the broker. */
+typedef struct rmq_topic_info {
+    char name[RMQ_NAME_MAX + 1];
+    size_t nsubjects;
+    char subjects[RMQ_TOPIC_SUBJECTS_MAX][257];
+    uint64_t max_msgs, max_bytes, max_age_ms, dedup_window_ms;
+    uint64_t msgs;          /**< messages stored */
+    uint64_t bytes;         /**< their stored size: subject, headers and payload as encoded
+                                 (a few bytes over the payloads) */
+    uint64_t first_seq;     /**< oldest stored; last_seq + 1 when empty */
+    uint64_t last_seq;      /**< last assigned; 0: none yet */
+    uint64_t first_time_ns; /**< store time of first_seq (Unix ns); 0 when empty */
+    uint64_t last_time_ns;  /**< store time of last_seq; 0: none */
+    uint32_t consumers;     /**< durable consumers */
+} rmq_topic_info;
+
+/** @brief Create a topic; @p info (may be NULL) receives its state.
+ *  Checked before sending: -EINVAL for a bad name or 0 or more than
+ *  #RMQ_TOPIC_SUBJECTS_MAX subjects, #RMQ_ESUBJECT for a bad pattern. */
+RMQ_API int rmq_topic_add(rmq_client *c, const rmq_topic_cfg *cfg, int timeout_ms,
+                          rmq_topic_info *info);
+/** @brief Read one topic's definition and state. */
+RMQ_API int rmq_topic_info_get(rmq_client *c, const char *name, int timeout_ms,
+                               rmq_topic_info *info);
+/**
+ * @brief List every topic. *out is an array of *n entries owned by the
+ * caller, freed with free() (NULL when *n is 0).
+ */
+RMQ_API int rmq_topic_list(rmq_client *c, int timeout_ms, rmq_topic_info **out, size_t *n);
+/** @brief Remove a topic with its messages and consumers. */
+RMQ_API int rmq_topic_rm(rmq_client *c, const char *name, int timeout_ms);
+
+/** @brief What #rmq_publish_ack() learnt from the broker. */
+typedef struct rmq_pub_ack {
+    char topic[RMQ_NAME_MAX + 1]; /**< the topic that stored it */
+    uint64_t seq;                 /**< its sequence number */
+    bool duplicate;               /**< msg_id seen within the window: not stored again */
+} rmq_pub_ack;
+
+/**
+ * @brief Publish to a topic's subject and wait until the broker has stored it.
+ *
+ * Returns 0 only once the message is committed (see PROTOCOL.md for what
+ * each --fsync mode then guarantees). With @p msg_id (header Rmq-Msg-Id), a
+ * re-send after a timeout or a reconnect is acknowledged again without
+ * being stored twice, within the topic's dedup window.
+ * @param[in]  msg_id  Deduplication id (1..128 bytes), or NULL.
+ * @param[out] ack     May be NULL.
+ * @return 0; #RMQ_ENOTFOUND (no topic stores @p subj: the publish carries
+ * the header Rmq-Expect-Ack, so the broker answers at once and does not
+ * route it); #RMQ_EUNAVAIL (the broker runs without storage); -EMSGSIZE,
+ * #RMQ_ESTOREFULL, -EIO; -ETIMEDOUT (the message may or may not be
+ * stored: re-send with the same msg_id); -EINVAL for a bad @p msg_id; any
+ * error of #rmq_request().
+ */
+RMQ_API int rmq_publish_ack(rmq_client *c, const char *subj, const void *data, size_t len,
+                            const char *msg_id, int timeout_ms, rmq_pub_ack *ack);
+
+/**
+ * @brief Callback of #rmq_publish_ack_async(), on the I/O thread.
+ * @param[in] err  0 (stored; @p ack filled), an error from the broker as for
+ *                 #rmq_publish_ack(), -ETIMEDOUT (no answer within the
+ *                 timeout given), or #RMQ_ECLOSED (the client closed).
+ * @param[in] ack  Borrowed for the call; NULL when err is not 0.
+ */
+typedef void (*rmq_ack_cb)(rmq_client *c, int err, const rmq_pub_ack *ack, void *arg);
+
+/**
+ * @brief Publish to a topic's subject; @p cb is called once, when the
+ * broker has stored it (or it failed). Does not wait: for throughput, keep
+ * a window of these outstanding. Every call gets exactly one callback;
+ * those still outstanding at #rmq_close() get #RMQ_ECLOSED.
+ * @param[in] timeout_ms  After this long without an answer, cb gets
+ *                        -ETIMEDOUT (-1: no limit).
+ * @return 0 (cb will be called), or an error of #rmq_publish() or -EINVAL
+ * (NULL @p cb, bad @p msg_id, @p timeout_ms below -1) (cb will not).
+ * @note Timeouts are checked by the I/O thread; while it is reconnecting they
+ * fire between attempts, so up to one connect timeout late. A PubAck lost
+ * with a dropped connection shows up as -ETIMEDOUT (with -1, as
+ * #RMQ_ECLOSED at close). As for #rmq_publish_ack(), a subject no topic
+ * holds gets no answer: -ETIMEDOUT. @p cb may call this function again.
+ * Lookup of an answer is O(1), and entries are recycled: thousands may be
+ * outstanding at once.
+ */
+RMQ_API int rmq_publish_ack_async(rmq_client *c, const char *subj, const void *data, size_t len,
+                                  const char *msg_id, int timeout_ms, rmq_ack_cb cb, void *arg);
+
+/** @brief Where a topic subscription starts. */
+enum rmq_start {
+    RMQ_START_NEW = 0,  /**< messages stored from now on */
+    RMQ_START_ALL = 1,  /**< from the oldest stored */
+    RMQ_START_SEQ = 2,  /**< from rmq_replay_opts.seq */
+    RMQ_START_TIME = 3, /**< from the first stored at or after rmq_replay_opts.time_ns */
+    RMQ_START_LAST = 4, /**< from the last stored */
+};
+
+/** @brief Options of #rmq_subscribe_topic(). */
+typedef struct rmq_replay_opts {
+    enum rmq_start start;
+    uint64_t seq;     /**< RMQ_START_SEQ */
+    uint64_t time_ns; /**< RMQ_START_TIME: Unix epoch ns */
+} rmq_replay_opts;
+
+/**
+ * @brief Replay the stored messages of @p topic matching @p pattern, in seq
+ * order, then go on live with no gap and no duplicate.
+ *
+ * After a reconnect the subscription resumes after the last seq it
+ * delivered (it is re-sent with #RMQ_START_SEQ = last + 1); one that has
+ * delivered nothing yet is re-sent with @p o as given, so with
+ * #RMQ_START_NEW messages stored while disconnected are not replayed.
+ * @p o NULL means #RMQ_START_NEW. @p cb NULL makes a synchronous
+ * subscription (#rmq_sub_next()).
+ * Errors from the broker (unknown topic: #RMQ_ENOTFOUND, bad start:
+ * -EINVAL) reach the error callback, or #rmq_sub_next(), as for
+ * #rmq_subscribe().
+ * @return As #rmq_subscribe(), plus -EINVAL for a bad name or start.
+ */
+RMQ_API int rmq_subscribe_topic(rmq_client *c, const char *topic, const char *pattern,
+                                const rmq_replay_opts *o, rmq_msg_cb cb, void *arg, rmq_sub **out);
+
+/** @brief Settings of a durable consumer created by #rmq_consume(). 0: broker default. */
+typedef struct rmq_consumer_opts {
+    uint32_t max_inflight; /**< unacked messages at once (default 1000) */
+    uint64_t ack_wait_ms;  /**< redeliver after this long without an ack (default 30000) */
+    uint32_t max_deliver;  /**< delivery attempts per message (default 0: unlimited) */
+} rmq_consumer_opts;
+
+/**
+ * @brief Bind to the durable consumer @p durable of @p topic (created if
+ * missing, with @p o, which may be NULL). Every subscription bound to it,
+ * on any client, shares its messages. Ack each one with #rmq_ack().
+ * @p cb NULL makes a synchronous subscription.
+ * @return As #rmq_subscribe(), plus -EINVAL for a bad name.
+ */
+RMQ_API int rmq_consume(rmq_client *c, const char *topic, const char *durable,
+                        const rmq_consumer_opts *o, rmq_msg_cb cb, void *arg, rmq_sub **out);
+
+/** @brief Acknowledge a message from a durable consumer (sent asynchronously,
+ *  like #rmq_publish(); fine from a callback, on its borrowed message).
+ *  @return As #rmq_publish(), or -EINVAL if @p m has no reply subject or
+ *  no seq (it did not come from a consumer). */
+RMQ_API int rmq_ack(rmq_client *c, const rmq_msg *m);
+/** @brief Ask for a message from a durable consumer to be redelivered now.
+ *  Errors as #rmq_ack(). */
+RMQ_API int rmq_nak(rmq_client *c, const rmq_msg *m);
+
+/** @brief A durable consumer's state. */
+typedef struct rmq_consumer_info {
+    char topic[RMQ_NAME_MAX + 1];
+    char name[RMQ_NAME_MAX + 1];
+    uint64_t ack_floor; /**< every seq at or below is acknowledged */
+    uint32_t max_inflight, max_deliver;
+    uint64_t ack_wait_ms;
+    uint32_t inflight, members;
+    uint64_t redelivered;
+} rmq_consumer_info;
+
+/** @brief List the consumers of @p topic; *out freed with free(). */
+RMQ_API int rmq_consumer_list(rmq_client *c, const char *topic, int timeout_ms,
+                              rmq_consumer_info **out, size_t *n);
+/** @brief Remove a durable consumer. */
+RMQ_API int rmq_consumer_rm(rmq_client *c, const char *topic, const char *durable, int timeout_ms);
 /** @} */
 
 #ifdef __cplusplus

@@ -4,26 +4,44 @@
 # tests/bench/nats_bench.c on libnats: one harness, client/bench_harness.c,
 # with two transports).
 #
-#   tests/bench/compare.sh [--runs R] [--quick] [--out FILE] [--build-dir DIR]
+#   tests/bench/compare.sh [--runs R] [--quick] [--only core|durable] [--out FILE]
+#                          [--build-dir DIR] [--no-build]
 #
 # 1. Installs what is missing (Debian packages, as root: the ringmq build
 #    dependencies, nats-server, libnats-dev, jq) through scripts/deps.sh.
-# 2. Builds ringmq (Release) into the build dir (default build-bench/) and
+# 2. Builds ringmq (Release) into the build dir (default build-bench/; with
+#    --no-build, uses the ringmq, ringmqd and nats_bench already there) and
 #    nats_bench next to it:
 #      cc -std=c11 -O2 -D_GNU_SOURCE tests/bench/nats_bench.c \
 #         client/bench_harness.c -Iclient -lnats -lpthread -o BUILD/nats_bench
 # 3. Starts, on loopback only, nats-server (127.0.0.1:14222, GOMAXPROCS=2),
 #    ringmqd --shards 2 (127.0.0.1:17400) and ringmqd --shards 1
-#    (127.0.0.1:17401, for the scaling rows). A trap stops all three.
+#    (127.0.0.1:17401, for the scaling rows), both --storage off. A trap
+#    stops all three.
 # 4. Runs every row R times (default 5), rotating which broker goes first in
 #    each round, each run bounded by --timeout and by timeout(1).
 # 5. Prints markdown tables of medians and ratios (ringmq/nats; for the
 #    scaling rows 2 shards/1 shard) against the targets, and writes them to
 #    --out FILE too. Raw JSON of every run goes to BUILD/bench-results/.
+# 6. Durable topics (after the core rows; --only picks one part): acked
+#    publishes (`bench SUBJECT --durable TOPIC`, a window of 256 acks per
+#    publisher) with 1 and 16 publishers x 128 B and 4 KiB, each run bounded
+#    by --msgs and --duration (3 s; 1 s with --quick), against three ringmqd
+#    --shards 2 (--fsync always, interval=100 and never; 127.0.0.1:17410-2)
+#    and nats-server -js with file storage (127.0.0.1:14223, GOMAXPROCS=2);
+#    plus a replay row (a fixed number of messages published, then read back
+#    from the first: a START_ALL topic subscription, a JetStream ordered
+#    consumer). Every store is under one mktemp -d (on TMPDIR), removed on
+#    exit; each run removes its topic (--rm). nats-server 2.9.x has no
+#    `sync_interval` (2.10+): the script checks whether `sync_interval:
+#    always` is accepted, and if so also runs a JetStream that fsyncs every
+#    write for the --fsync always rows; if not, it says so and compares
+#    every row with JetStream's default.
 #
-# A failed run (messages lost, a subscriber disconnected, a timeout) is left
-# out of the median and counted in the table. Ports can be moved with
-# NATS_PORT, RMQ_PORT and RMQ1_PORT; RUN_TIMEOUT (s, default 30) bounds a run.
+# A failed run (messages lost, a subscriber disconnected, a timeout, an
+# error ack) is left out of the median and counted in the table. Ports can
+# be moved with NATS_PORT, RMQ_PORT, RMQ1_PORT, JS_PORT, JS_ALWAYS_PORT and
+# RMQD_PORT (the first of three); RUN_TIMEOUT (s, default 30) bounds a run.
 set -euo pipefail
 
 RUNS=5
@@ -36,6 +54,11 @@ NATS_PORT=${NATS_PORT:-14222}
 RMQ_PORT=${RMQ_PORT:-17400}
 RMQ1_PORT=${RMQ1_PORT:-17401}
 RUN_TIMEOUT=${RUN_TIMEOUT:-30}
+JS_PORT=${JS_PORT:-14223}
+JS_ALWAYS_PORT=${JS_ALWAYS_PORT:-14224}
+RMQD_PORT=${RMQD_PORT:-17410}
+ONLY=""
+NO_BUILD=0
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -58,10 +81,19 @@ while [ $# -gt 0 ]; do
         RUNS=1
         shift
         ;;
+    --only)
+        [ $# -ge 2 ] || die "--only needs core or durable"
+        ONLY=$2
+        shift 2
+        ;;
     --out)
         [ $# -ge 2 ] || die "--out needs a file"
         OUT=$2
         shift 2
+        ;;
+    --no-build)
+        NO_BUILD=1
+        shift
         ;;
     --build-dir)
         [ $# -ge 2 ] || die "--build-dir needs a directory"
@@ -79,6 +111,12 @@ case "$RUNS" in
 '' | *[!0-9]*) die "--runs wants a positive integer" ;;
 esac
 [ "$RUNS" -ge 1 ] || die "--runs wants a positive integer"
+case "$ONLY" in
+'') DO_CORE=1 DO_DURABLE=1 ;;
+core) DO_CORE=1 DO_DURABLE=0 ;;
+durable) DO_CORE=0 DO_DURABLE=1 ;;
+*) die "--only wants core or durable" ;;
+esac
 
 # ---- Dependencies and build ----
 
@@ -90,22 +128,30 @@ if [ ! -x "$NATS_SERVER" ] || [ ! -f /usr/include/nats/nats.h ] || ! command -v 
 fi
 RESULTS="$BUILD/bench-results"
 mkdir -p "$RESULTS"
-echo "building ringmq (Release) in $BUILD ..." >&2
-if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF &&
-    cmake --build "$BUILD" -j"$(nproc)"; } >"$RESULTS/build.log" 2>&1; then
-    tail -30 "$RESULTS/build.log" >&2
-    die "build failed (log: $RESULTS/build.log)"
+if [ "$NO_BUILD" -eq 1 ]; then
+    echo "using the binaries in $BUILD (--no-build)" >&2
+else
+    echo "building ringmq (Release) in $BUILD ..." >&2
+    if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF &&
+        cmake --build "$BUILD" -j"$(nproc)"; } >"$RESULTS/build.log" 2>&1; then
+        tail -30 "$RESULTS/build.log" >&2
+        die "build failed (log: $RESULTS/build.log)"
+    fi
 fi
 cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra "$ROOT/tests/bench/nats_bench.c" \
     "$ROOT/client/bench_harness.c" -I"$ROOT/client" -lnats -lpthread -o "$BUILD/nats_bench"
 RINGMQ="$BUILD/client/ringmq"
 RINGMQD="$BUILD/broker/ringmqd"
 NATS_BENCH="$BUILD/nats_bench"
+if [ ! -x "$RINGMQ" ] || [ ! -x "$RINGMQD" ]; then
+    die "no $RINGMQ or $RINGMQD"
+fi
 
 # ---- Servers ----
 
 PIDS=()
-cleanup() {
+WORK=""
+stop_servers() {
     local pid
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
@@ -113,6 +159,13 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    PIDS=()
+}
+cleanup() {
+    stop_servers
+    if [ -n "$WORK" ]; then
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -130,22 +183,32 @@ wait_port() {
     die "nothing listens on $HOST:$1 after 10 s (logs in $RESULTS)"
 }
 
-for p in "$NATS_PORT" "$RMQ_PORT" "$RMQ1_PORT"; do
+for p in "$NATS_PORT" "$RMQ_PORT" "$RMQ1_PORT" "$JS_PORT" "$JS_ALWAYS_PORT" "$RMQD_PORT" \
+    $((RMQD_PORT + 1)) $((RMQD_PORT + 2)); do
     if port_open "$p"; then
         die "port $HOST:$p is already in use"
     fi
 done
-GOMAXPROCS=2 "$NATS_SERVER" -a "$HOST" -p "$NATS_PORT" >"$RESULTS/nats-server.log" 2>&1 &
-PIDS+=($!)
-"$RINGMQD" --listen "$HOST:$RMQ_PORT" --shards 2 --log-level warn >"$RESULTS/ringmqd2.log" 2>&1 &
-PIDS+=($!)
-"$RINGMQD" --listen "$HOST:$RMQ1_PORT" --shards 1 --log-level warn >"$RESULTS/ringmqd1.log" 2>&1 &
-PIDS+=($!)
-wait_port "$NATS_PORT"
-wait_port "$RMQ_PORT"
-wait_port "$RMQ1_PORT"
-echo "servers: nats-server pid ${PIDS[0]} ($HOST:$NATS_PORT), ringmqd --shards 2 pid" \
-    "${PIDS[1]} ($HOST:$RMQ_PORT), ringmqd --shards 1 pid ${PIDS[2]} ($HOST:$RMQ1_PORT)" >&2
+declare -A VALS FAILS
+RAW="$RESULTS/raw.jsonl"
+: >"$RAW"
+
+if [ "$DO_CORE" -eq 1 ]; then
+    GOMAXPROCS=2 "$NATS_SERVER" -a "$HOST" -p "$NATS_PORT" >"$RESULTS/nats-server.log" 2>&1 &
+    PIDS+=($!)
+    # the core rows need no store (and two brokers must not share ./data)
+    "$RINGMQD" --listen "$HOST:$RMQ_PORT" --shards 2 --storage off --log-level warn \
+        >"$RESULTS/ringmqd2.log" 2>&1 &
+    PIDS+=($!)
+    "$RINGMQD" --listen "$HOST:$RMQ1_PORT" --shards 1 --storage off --log-level warn \
+        >"$RESULTS/ringmqd1.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$NATS_PORT"
+    wait_port "$RMQ_PORT"
+    wait_port "$RMQ1_PORT"
+    echo "servers: nats-server pid ${PIDS[0]} ($HOST:$NATS_PORT), ringmqd --shards 2 pid" \
+        "${PIDS[1]} ($HOST:$RMQ_PORT), ringmqd --shards 1 pid ${PIDS[2]} ($HOST:$RMQ1_PORT)" >&2
+fi
 
 # ---- Workloads ----
 
@@ -174,10 +237,6 @@ for r in "${ROWS_ALL[@]}"; do
         ROWS+=("$r")
     fi
 done
-
-declare -A VALS FAILS
-RAW="$RESULTS/raw.jsonl"
-: >"$RAW"
 
 # run_one BROKER ID RUN ARGS...: one bench run; records its values or a
 # failure. Each run has its own subject, so that nothing a broker still holds
@@ -216,8 +275,10 @@ run_one() {
     fi
 }
 
-echo "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $RUNS run(s) of ${#ROWS[@]} rows" >&2
-for run in $(seq 1 "$RUNS"); do
+if [ "$DO_CORE" -eq 1 ]; then
+    echo "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $RUNS run(s) of ${#ROWS[@]} rows" >&2
+fi
+for run in $(seq 1 "$((RUNS * DO_CORE))"); do
     echo "round $run/$RUNS" >&2
     for r in "${ROWS[@]}"; do
         IFS='|' read -r id _label args kind <<<"$r"
@@ -235,6 +296,143 @@ for run in $(seq 1 "$RUNS"); do
         done
     done
 done
+
+# ---- Durable topics: servers and runs ----
+
+# Durable rows: id | label | bench arguments (same for every broker).
+# Publish rows end after --duration ms (or --msgs); --msgs also bounds the
+# disk each run writes (its topic is removed afterwards).
+DUR_MS=3000
+REPLAY_MSGS=200000
+if [ "$QUICK" -eq 1 ]; then
+    DUR_MS=1000
+    REPLAY_MSGS=100000
+fi
+DROWS=(
+    "d1_128|1 pub, 128 B|--pubs 1 --size 128 --msgs 1000000"
+    "d16_128|16 pubs, 128 B|--pubs 16 --size 128 --msgs 1000000"
+    "d1_4k|1 pub, 4 KiB|--pubs 1 --size 4096 --msgs 150000"
+    "d16_4k|16 pubs, 4 KiB|--pubs 16 --size 4096 --msgs 150000"
+)
+FSYNC_MODES=(always interval=100 never)
+JS_ALWAYS=0
+JS_NOTE=""
+FSTYPE=""
+
+# start_durable: the ringmqd per --fsync mode and nats-server -js, stores
+# under WORK.
+start_durable() {
+    local i mode conf
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringmq-bench.XXXXXX")
+    FSTYPE=$(df -PT "$WORK" | awk 'NR == 2 { print $2 }')
+    echo "durable stores under $WORK ($FSTYPE)" >&2
+    if [ "$FSTYPE" = tmpfs ]; then
+        echo "compare.sh: warning: $WORK is on tmpfs, where fsync costs nothing;" \
+            "set TMPDIR to a directory on a disk" >&2
+    fi
+    for i in "${!FSYNC_MODES[@]}"; do
+        mode=${FSYNC_MODES[$i]}
+        mkdir -p "$WORK/rmq$i"
+        "$RINGMQD" --listen "$HOST:$((RMQD_PORT + i))" --shards 2 --data-dir "$WORK/rmq$i" \
+            --fsync "$mode" --log-level warn >"$RESULTS/ringmqd-fsync$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    # JetStream with file storage; sync_interval exists in 2.10+ only
+    conf="$WORK/js-always.conf"
+    printf 'listen: "%s:%s"\njetstream { store_dir: "%s", sync_interval: always }\n' \
+        "$HOST" "$JS_ALWAYS_PORT" "$WORK/js-always" >"$conf"
+    if "$NATS_SERVER" -c "$conf" -t >"$RESULTS/nats-js-always-check.log" 2>&1; then
+        JS_ALWAYS=1
+        JS_NOTE="JetStream rows: file storage; the --fsync always rows are compared with"
+        JS_NOTE+=" \`sync_interval: always\` (fsync on every write), the others with the default."
+        GOMAXPROCS=2 "$NATS_SERVER" -c "$conf" >"$RESULTS/nats-js-always.log" 2>&1 &
+        PIDS+=($!)
+    else
+        JS_NOTE="JetStream rows: file storage with the default sync; $("$NATS_SERVER" --version)"
+        JS_NOTE+=" has no \`sync_interval\` setting (\`sync_interval: always\` is rejected:"
+        JS_NOTE+=" $(head -1 "$RESULTS/nats-js-always-check.log" | sed 's/.*: //')), so it cannot"
+        JS_NOTE+=" fsync every write: every ringmq row, --fsync always included, is compared"
+        JS_NOTE+=" with JetStream's default, which acknowledges without waiting for an fsync."
+    fi
+    conf="$WORK/js.conf"
+    printf 'listen: "%s:%s"\njetstream { store_dir: "%s" }\n' "$HOST" "$JS_PORT" "$WORK/js" \
+        >"$conf"
+    GOMAXPROCS=2 "$NATS_SERVER" -c "$conf" >"$RESULTS/nats-js.log" 2>&1 &
+    PIDS+=($!)
+    for i in "${!FSYNC_MODES[@]}"; do
+        wait_port $((RMQD_PORT + i))
+    done
+    wait_port "$JS_PORT"
+    [ "$JS_ALWAYS" -eq 0 ] || wait_port "$JS_ALWAYS_PORT"
+    echo "durable servers: ringmqd --fsync ${FSYNC_MODES[*]} on $HOST:$RMQD_PORT-$((RMQD_PORT + 2))," \
+        "nats-server -js on $HOST:$JS_PORT" >&2
+    echo "$JS_NOTE" >&2
+}
+
+# run_durable BROKER ID RUN ARGS...: one durable run (BROKER: rmq0..2 for
+# the --fsync modes, js, js_always); records its values or a failure. Each
+# run has its own topic and subject, removed at the end of the run.
+run_durable() {
+    local broker=$1 id=$2 run=$3 cmd rc json err tput p50 p99 replay
+    shift 3
+    case "$broker" in
+    rmq*) cmd=("$RINGMQ" --server "$HOST:$((RMQD_PORT + ${broker#rmq}))") ;;
+    js) cmd=("$NATS_BENCH" --server "$HOST:$JS_PORT") ;;
+    js_always) cmd=("$NATS_BENCH" --server "$HOST:$JS_ALWAYS_PORT") ;;
+    esac
+    rc=0
+    json=$(timeout -k 5 $((RUN_TIMEOUT + 30)) "${cmd[@]}" bench "dur.$id.r$run.$broker" \
+        --durable "d_${id}_r${run}_$broker" "$@" --rm --json --timeout $((RUN_TIMEOUT * 1000)) \
+        2>"$RESULTS/last.err") || rc=$?
+    err=$(tr '\n' ' ' <"$RESULTS/last.err")
+    printf '{"row":"%s","server":"%s","rc":%d,"result":%s}\n' "$id" "$broker" "$rc" \
+        "${json:-null}" >>"$RAW"
+    if [ "$rc" -ne 0 ] || [ -z "$json" ]; then
+        FAILS["$id|$broker"]=$((${FAILS["$id|$broker"]:-0} + 1))
+        echo "  $broker $id: FAILED (exit $rc) $err" >&2
+        return 0
+    fi
+    read -r tput p50 p99 replay < <(jq -r '[.pub.msgs_per_sec, .ack_latency_us.p50,
+        .ack_latency_us.p99, (.replay.msgs_per_sec // 0)] | @tsv' <<<"$json")
+    VALS["$id|$broker|tput"]+="$tput "
+    VALS["$id|$broker|p50"]+="$p50 "
+    VALS["$id|$broker|p99"]+="$p99 "
+    VALS["$id|$broker|replay"]+="$replay "
+    if [ "$replay" != 0 ]; then
+        printf '  %s %s: acked %.0f msgs/s, replay %.0f msgs/s\n' "$broker" "$id" "$tput" \
+            "$replay" >&2
+    else
+        printf '  %s %s: acked %.0f msgs/s, ack p50 %.0f us, p99 %.0f us\n' "$broker" "$id" \
+            "$tput" "$p50" "$p99" >&2
+    fi
+}
+
+if [ "$DO_DURABLE" -eq 1 ]; then
+    stop_servers # the core rows' servers, if any
+    start_durable
+    DBROKERS=(rmq0 rmq1 rmq2 js)
+    [ "$JS_ALWAYS" -eq 0 ] || DBROKERS+=(js_always)
+    echo "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); durable: $RUNS run(s) of" \
+        "${#DROWS[@]} rows x ${#DBROKERS[@]} servers + replay, ${DUR_MS} ms each" >&2
+    for run in $(seq 1 "$RUNS"); do
+        echo "durable round $run/$RUNS" >&2
+        for r in "${DROWS[@]}"; do
+            IFS='|' read -r id _label args <<<"$r"
+            n=${#DBROKERS[@]}
+            for i in $(seq 0 $((n - 1))); do
+                # shellcheck disable=SC2086 # args is a list of words on purpose
+                run_durable "${DBROKERS[$(((i + run - 1) % n))]}" "$id" "$run" $args \
+                    --duration "$DUR_MS"
+            done
+        done
+        # replay: a fixed number of messages, then everything read back
+        order=(rmq1 js)
+        [ $((run % 2)) -eq 1 ] || order=(js rmq1)
+        for b in "${order[@]}"; do
+            run_durable "$b" replay "$run" --pubs 16 --size 128 --msgs "$REPLAY_MSGS" --replay
+        done
+    done
+fi
 
 # ---- Report ----
 
@@ -280,7 +478,7 @@ cell() {
     fi
 }
 
-report() {
+core_report() {
     local r id label kind
     echo "### ringmq vs nats-server (medians of $RUNS run(s))"
     echo
@@ -332,6 +530,75 @@ report() {
     echo
     echo "Medians are over the runs that succeeded; a failed run lost messages (a"
     echo "subscriber disconnected as a slow consumer) or timed out. Raw results: $RAW"
+}
+
+ms() {
+    awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.2f", v / 1000 }'
+}
+
+# dcell ID BROKER: "msgs/s" median (with failures), and p50 / p99 ms.
+dcell() {
+    local f=${FAILS["$1|$2"]:-0}
+    cell "$(fmt_rate "$(median <<<"${VALS["$1|$2|tput"]:-}")")" "$f"
+}
+
+dlat() {
+    echo "$(ms "$(median <<<"${VALS["$1|$2|p50"]:-}")") / $(ms "$(median <<<"${VALS["$1|$2|p99"]:-}")")"
+}
+
+durable_report() {
+    local r id label i js jsname a b
+    echo "### Durable topics: acked publishes, ringmq vs JetStream (medians of $RUNS run(s))"
+    echo
+    echo "Each run: \`bench SUBJECT --durable TOPIC --window 256 --duration $DUR_MS\` (plus the"
+    echo "row's arguments); ack latency = publish call to ack, at a window of 256 per publisher."
+    echo "Stores on $FSTYPE under TMPDIR; ringmqd --shards 2, nats-server GOMAXPROCS=2."
+    echo "$JS_NOTE"
+    echo
+    echo "| workload | ringmq --fsync | ringmq acked msgs/s | ringmq ack p50 / p99 ms |" \
+        "JetStream | JetStream acked msgs/s | JetStream ack p50 / p99 ms | ringmq/JetStream |"
+    echo "|---|---|---:|---:|---|---:|---:|---:|"
+    for r in "${DROWS[@]}"; do
+        IFS='|' read -r id label _args <<<"$r"
+        for i in "${!FSYNC_MODES[@]}"; do
+            js=js
+            jsname=default
+            if [ "$i" -eq 0 ] && [ "$JS_ALWAYS" -eq 1 ]; then
+                js=js_always
+                jsname="sync always"
+            fi
+            a=$(fmt_rate "$(median <<<"${VALS["$id|rmq$i|tput"]:-}")")
+            b=$(fmt_rate "$(median <<<"${VALS["$id|$js|tput"]:-}")")
+            echo "| $label | ${FSYNC_MODES[$i]} | $(dcell "$id" "rmq$i") | $(dlat "$id" "rmq$i") |" \
+                "$jsname | $(dcell "$id" "$js") | $(dlat "$id" "$js") | $(ratio "$a" "$b") |"
+        done
+    done
+    echo
+    echo "### Durable topics: replay (medians of $RUNS run(s))"
+    echo
+    echo "$REPLAY_MSGS messages of 128 B published by 16 publishers, then read back from the"
+    echo "first on a new connection (ringmq: START_ALL topic subscription, ringmqd --fsync"
+    echo "interval=100; JetStream: ordered push consumer, DeliverAll)."
+    echo
+    echo "| workload | ringmq replay msgs/s | JetStream replay msgs/s | ringmq/JetStream |"
+    echo "|---|---:|---:|---:|"
+    a=$(fmt_rate "$(median <<<"${VALS["replay|rmq1|replay"]:-}")")
+    b=$(fmt_rate "$(median <<<"${VALS["replay|js|replay"]:-}")")
+    echo "| replay $REPLAY_MSGS x 128 B | $(cell "$a" "${FAILS["replay|rmq1"]:-0}") |" \
+        "$(cell "$b" "${FAILS["replay|js"]:-0}") | $(ratio "$a" "$b") |"
+    echo
+    echo "A failed run (an error ack, a timeout, a replay short of what the topic stored) is"
+    echo "left out of the median and counted. Raw results: $RAW"
+}
+
+report() {
+    if [ "$DO_CORE" -eq 1 ]; then
+        core_report
+        [ "$DO_DURABLE" -eq 0 ] || echo
+    fi
+    if [ "$DO_DURABLE" -eq 1 ]; then
+        durable_report
+    fi
 }
 
 echo >&2

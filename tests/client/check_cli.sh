@@ -105,5 +105,64 @@ check 0 "$CLI" bench bench.j --pubs 1 --subs 1 --msgs 500 --size 0 --json
 grep -q '"lost":0' "$T/out" || { echo "FAIL: bench json"; cat "$T/out"; fail=1; }
 check 4 "$CLI" bench 'bench.*'
 
+# ---- durable topics (the fake keeps topics in memory; no replay) ----
+check 2 "$CLI" topic
+check 2 "$CLI" topic frob
+check 2 "$CLI" topic add dt
+check 2 "$CLI" topic add dt --subjects 'dt.>' --max-age 5
+check 2 "$CLI" topic add dt --subjects 'dt.>,'
+check 4 "$CLI" topic add 'd t' --subjects 'dt.>'
+check 4 "$CLI" topic add dt --subjects 'dt..x'
+check 4 "$CLI" topic info 'a.b'
+check 2 "$CLI" consume dt
+check 2 "$CLI" consume dt w --count 0
+check 2 "$CLI" consume dt w --ack-wait 10
+check 2 "$CLI" consumer
+check 2 "$CLI" consumer rm dt
+check 2 "$CLI" sub dt.x --start all
+check 2 "$CLI" sub dt.x --topic dt --start first
+check 2 "$CLI" sub dt.x --topic dt --queue q
+check 2 "$CLI" pub --msg-id m1 dt.x hi
+
+check 0 "$CLI" topic add dt --subjects 'dt.>,dx.*' --max-age 7d --max-msgs 100
+grep -q "^max age: *7d$" "$T/out" || { echo "FAIL: topic add output"; cat "$T/out"; fail=1; }
+check 6 "$CLI" topic add dt --subjects 'other.>'
+check 0 "$CLI" pub --ack dt.a first
+expect "$T/out" "topic=dt seq=1"
+check 0 "$CLI" pub --ack --msg-id m1 dx.b second
+expect "$T/out" "topic=dt seq=2"
+check 0 "$CLI" pub --ack --msg-id m1 dx.b again
+expect "$T/out" "topic=dt seq=2 (duplicate)"
+check 5 "$CLI" pub --ack --timeout 200 nowhere.x hi
+check 0 "$CLI" topic ls
+grep -q "^dt  *2  *11  *2  dt.>,dx.\*$" "$T/out" || { echo "FAIL: topic ls"; cat "$T/out"; fail=1; }
+check 0 "$CLI" topic info dt
+grep -q "^messages: *2$" "$T/out" || { echo "FAIL: topic info msgs"; cat "$T/out"; fail=1; }
+grep -q "^last: *seq 2 at 20[0-9-]*T[0-9:.]*Z$" "$T/out" || { echo "FAIL: topic info last"; cat "$T/out"; fail=1; }
+check 6 "$CLI" topic info nosuch
+
+# sub --topic prints seq; consume prints seq and deliveries and acks
+timeout 30 "$CLI" sub 'dt.>' --topic dt --start all --count 2 >"$T/tsub" 2>&1 &
+SPID=$!
+timeout 30 "$CLI" consume dt work --count 2 --max-inflight 10 >"$T/cons" 2>&1 &
+CPID=$!
+sleep 0.5
+check 0 "$CLI" pub dt.x one
+check 0 "$CLI" pub dt.y two
+wait "$SPID"
+wait "$CPID"
+expect "$T/tsub" "[#1] dt.x seq=3: one
+[#2] dt.y seq=4: two"
+expect "$T/cons" "[#1] dt.x seq=3 deliveries=1: one
+[#2] dt.y seq=4 deliveries=1: two"
+check 0 "$CLI" consumer ls dt
+grep -q "^work  *4  *0  *0  *0  *10  *30s  *unlimited$" "$T/out" || { echo "FAIL: consumer ls"; cat "$T/out"; fail=1; }
+check 0 "$CLI" consumer rm dt work
+check 6 "$CLI" consumer rm dt work
+check 0 "$CLI" topic rm dt
+check 6 "$CLI" topic rm dt
+check 0 "$CLI" topic ls
+expect "$T/out" "(no topics)"
+
 [ $fail -eq 0 ] && echo "check_cli: all passed"
 exit $fail

@@ -6,11 +6,18 @@
  *                                                      PUB: route under fs->mu,
  *                                                      send to each matching sub
  *
+ * Durable topics (fake_topics.c): PUBLISH on $SYS.REQ.TOPIC.* / CONSUMER.*
+ * is answered with an AdminReply; on a topic's subject it gets a seq, is
+ * delivered live (with seq and time_ns) and answered with a PubAck. Topic
+ * subscriptions get their topic's messages; the subscriptions bound to one
+ * consumer form a queue group and get a reply "$ACK.<topic>.<durable>.<seq>".
+ *
  * Every shared field is under fs->mu, except the counters (atomics).
  * Each connection's socket writes go through its own wmu so frames from
  * different threads never interleave.
  */
 #include "fake_server.h"
+#include "fake_topics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,12 +34,15 @@
 
 #define FAKE_MAX_CONNS 32
 #define FAKE_MAX_SUBS 64
+#define FAKE_SUB_LOG 32 /* SUBSCRIBE frames kept for fake_sub_frame() */
 
 struct fsub {
     bool used;
     uint64_t sid;
     char pattern[300];
-    char queue[64];
+    char queue[160]; /* a consumer's members: "~<topic> <durable>" */
+    char topic[72];  /* a topic subscription ("": plain) */
+    char durable[72];
     uint64_t left; /* 0: unlimited */
 };
 
@@ -59,6 +69,13 @@ struct fake_server {
     struct fconn *conns[FAKE_MAX_CONNS];
     uint64_t rr; /* queue-group round robin */
     char last_name[256];
+    struct fake_topics *topics;
+    struct {
+        char pattern[300];
+        uint8_t body[1024];
+        size_t len;
+    } sub_log[FAKE_SUB_LOG]; /* the last SUBSCRIBE frames, a ring */
+    uint64_t nsub_log;
     _Atomic uint64_t counts[CODEC_K_MAX + 1];
     _Atomic uint64_t reads;
     _Atomic uint64_t last_pong;
@@ -161,19 +178,66 @@ static void deliver(struct fconn *fc, struct fsub *s, const uint8_t *body, size_
         s->used = false;
 }
 
-/* Route a PUBLISH to every matching subscription: each plain one, and one
- * member (round-robin) of each queue group. */
-static void route(struct fake_server *fs, const struct codec_msg *m)
+/* Whether s gets the publish m, stored as st (NULL: not a topic's). */
+static bool sub_wants(const struct fsub *s, const struct codec_msg *m, const struct fake_stored *st)
+{
+    if (!s->used ||
+        !match(s->pattern, strlen(s->pattern), (const char *)m->subject.p, m->subject.len))
+        return false;
+    if (s->topic[0])
+        return st && st->seq && strcmp(s->topic, st->topic) == 0;
+    return st == NULL || st->seq != 0;
+}
+
+/* The delivery body of m for s (malloc'd, *blen bytes): a stored message
+ * carries seq and time_ns and loses its reply; a consumer's gets an ack
+ * subject as reply and deliveries = 1. */
+static uint8_t *body_for(const struct codec_msg *m, const struct fake_stored *st,
+                         const struct fsub *s, size_t *blen)
+{
+    struct codec_msg d = *m;
+    char ack[300];
+    uint8_t *body;
+
+    if (st) {
+        d.reply.len = 0;
+        d.seq = st->seq;
+        d.time_ns = st->time_ns;
+    }
+    if (st && s->durable[0]) {
+        int n = snprintf(ack, sizeof(ack), FAKE_ACK_PREFIX "%s.%s.%llu", s->topic, s->durable,
+                         (unsigned long long)st->seq);
+        d.reply.p = (const uint8_t *)ack;
+        d.reply.len = (size_t)n;
+        d.deliveries = 1;
+    }
+    *blen = codec_body_size(&d);
+    body = malloc(*blen);
+    codec_body_write(&d, body);
+    return body;
+}
+
+static void deliver_one(struct fconn *fc, struct fsub *s, const struct codec_msg *m,
+                        const struct fake_stored *st)
+{
+    size_t blen;
+    uint8_t *body = body_for(m, st, s, &blen);
+
+    deliver(fc, s, body, blen);
+    free(body);
+}
+
+/* Route a PUBLISH (stored as st, or NULL) to every matching subscription:
+ * each plain one, and one member (round-robin) of each queue group. */
+static void route(struct fake_server *fs, const struct codec_msg *m, const struct fake_stored *st)
 {
     struct cand {
         struct fconn *fc;
         struct fsub *s;
         bool done;
     } *cd = calloc(FAKE_MAX_CONNS * FAKE_MAX_SUBS, sizeof(*cd));
-    size_t blen = codec_body_size(m), n = 0;
-    uint8_t *body = malloc(blen);
+    size_t n = 0;
 
-    codec_body_write(m, body);
     pthread_mutex_lock(&fs->mu);
     for (int i = 0; i < FAKE_MAX_CONNS; i++) {
         struct fconn *fc = fs->conns[i];
@@ -181,8 +245,7 @@ static void route(struct fake_server *fs, const struct codec_msg *m)
             continue;
         for (int j = 0; j < FAKE_MAX_SUBS; j++) {
             struct fsub *s = &fc->subs[j];
-            if (s->used &&
-                match(s->pattern, strlen(s->pattern), (const char *)m->subject.p, m->subject.len)) {
+            if (sub_wants(s, m, st)) {
                 cd[n].fc = fc;
                 cd[n].s = s;
                 n++;
@@ -191,7 +254,7 @@ static void route(struct fake_server *fs, const struct codec_msg *m)
     }
     for (size_t i = 0; i < n; i++)
         if (cd[i].s->queue[0] == '\0')
-            deliver(cd[i].fc, cd[i].s, body, blen);
+            deliver_one(cd[i].fc, cd[i].s, m, st);
     for (size_t i = 0; i < n; i++) {
         size_t members[FAKE_MAX_CONNS * FAKE_MAX_SUBS], nm = 0;
         if (cd[i].done || cd[i].s->queue[0] == '\0')
@@ -203,11 +266,116 @@ static void route(struct fake_server *fs, const struct codec_msg *m)
             }
         }
         size_t k = members[fs->rr++ % nm];
-        deliver(cd[k].fc, cd[k].s, body, blen);
+        deliver_one(cd[k].fc, cd[k].s, m, st);
     }
     pthread_mutex_unlock(&fs->mu);
-    free(body);
     free(cd);
+}
+
+/* Publish payload on subject subj (a reply of the fake itself). */
+static void route_reply(struct fake_server *fs, const uint8_t *subj, size_t slen,
+                        const uint8_t *payload, size_t plen)
+{
+    size_t size = codec_pub_size((const char *)subj, slen, NULL, 0, NULL, 0, plen);
+    uint8_t *f = malloc(size);
+    struct codec_span body, sub;
+    struct codec_msg m;
+
+    codec_pub_write(f, (const char *)subj, slen, NULL, 0, NULL, 0, payload, plen);
+    if (codec_split(f, size, UINT32_MAX, &body) == 1 &&
+        codec_peek(body.p, body.len, &sub) == CODEC_K_PUB &&
+        codec_msg_parse(sub.p, sub.len, &m) == 0)
+        route(fs, &m, NULL);
+    free(f);
+}
+
+/* Live subscriptions bound to consumer (topic, durable). Caller holds mu. */
+static int members_locked(void *arg, const char *topic, const char *durable)
+{
+    struct fake_server *fs = arg;
+    int n = 0;
+
+    for (int i = 0; i < FAKE_MAX_CONNS; i++) {
+        struct fconn *fc = fs->conns[i];
+        if (fc == NULL || !fc->ready || fc->done)
+            continue;
+        for (int j = 0; j < FAKE_MAX_SUBS; j++)
+            n += fc->subs[j].used && strcmp(fc->subs[j].topic, topic) == 0 &&
+                 strcmp(fc->subs[j].durable, durable) == 0;
+    }
+    return n;
+}
+
+/* A PUBLISH: an admin request, a topic's message (stored, delivered,
+ * acked), or a plain one (an ack to a consumer is also routed as one). */
+static void on_publish(struct fake_server *fs, const struct codec_msg *m)
+{
+    struct fake_stored st;
+    uint8_t *out = NULL;
+    size_t olen = 0;
+    bool admin, stored = false;
+
+    pthread_mutex_lock(&fs->mu);
+    admin = m->reply.len && fake_topics_admin(fs->topics, m, members_locked, fs, &out, &olen);
+    if (!admin)
+        stored = fake_topics_store(fs->topics, m, &st, &out, &olen);
+    if (!admin && !stored)
+        fake_topics_ack(fs->topics, m);
+    pthread_mutex_unlock(&fs->mu);
+    if (!admin)
+        route(fs, m, stored ? &st : NULL);
+    if (out && m->reply.len)
+        route_reply(fs, m->reply.p, m->reply.len, out, olen);
+    free(out);
+}
+
+/* A SUBSCRIBE (f, unpacked): keep it, or refuse it as the broker would.
+ * Returns false if it was refused (an ERROR was sent). */
+static bool on_subscribe(struct fconn *fc, const Ringmq__Frame *f, const uint8_t *body, size_t len)
+{
+    struct fake_server *fs = fc->fs;
+    const Ringmq__Subscribe *sb = f->sub;
+    bool known;
+
+    pthread_mutex_lock(&fs->mu);
+    if (len <= sizeof(fs->sub_log[0].body)) {
+        size_t i = fs->nsub_log++ % FAKE_SUB_LOG;
+        snprintf(fs->sub_log[i].pattern, sizeof(fs->sub_log[i].pattern), "%s", sb->pattern);
+        memcpy(fs->sub_log[i].body, body, len);
+        fs->sub_log[i].len = len;
+    }
+    known = sb->topic == NULL || fake_topics_exists(fs->topics, sb->topic);
+    if (known && sb->topic && sb->durable)
+        fake_topics_bind(fs->topics, sb->topic, sb->durable, sb->max_inflight, sb->ack_wait_ms,
+                         sb->max_deliver);
+    pthread_mutex_unlock(&fs->mu);
+    if (!known) {
+        send_error(fc, RINGMQ__ERROR_CODE__ERR_NO_TOPIC, "no such topic", sb->sid, false);
+        return false;
+    }
+    if (fs->reject[0] && strncmp(sb->pattern, fs->reject, strlen(fs->reject)) == 0) {
+        send_error(fc, RINGMQ__ERROR_CODE__ERR_BAD_SUBJECT, "rejected", sb->sid, false);
+        return false;
+    }
+    pthread_mutex_lock(&fs->mu);
+    for (int j = 0; j < FAKE_MAX_SUBS; j++) {
+        struct fsub *s = &fc->subs[j];
+        if (!s->used) {
+            memset(s, 0, sizeof(*s));
+            s->used = true;
+            s->sid = sb->sid;
+            snprintf(s->pattern, sizeof(s->pattern), "%s", sb->pattern);
+            snprintf(s->queue, sizeof(s->queue), "%s", sb->queue ? sb->queue : "");
+            snprintf(s->topic, sizeof(s->topic), "%s", sb->topic ? sb->topic : "");
+            if (sb->topic && sb->durable) {
+                snprintf(s->durable, sizeof(s->durable), "%s", sb->durable);
+                snprintf(s->queue, sizeof(s->queue), "~%s %s", sb->topic, sb->durable);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->mu);
+    return true;
 }
 
 /* Handle one frame. Returns false to close the connection. */
@@ -230,7 +398,7 @@ static bool on_frame(struct fconn *fc, const uint8_t *body, size_t len)
             send_error(fc, RINGMQ__ERROR_CODE__ERR_PAYLOAD_TOO_BIG, "too big", 0, false);
             return true;
         }
-        route(fs, &m);
+        on_publish(fs, &m);
         return true;
     }
     f = ringmq__frame__unpack(NULL, len, body);
@@ -257,23 +425,7 @@ static bool on_frame(struct fconn *fc, const uint8_t *body, size_t len)
         }
         break;
     case RINGMQ__FRAME__KIND_SUB:
-        if (fs->reject[0] && strncmp(f->sub->pattern, fs->reject, strlen(fs->reject)) == 0) {
-            send_error(fc, RINGMQ__ERROR_CODE__ERR_BAD_SUBJECT, "rejected", f->sub->sid, false);
-            break;
-        }
-        pthread_mutex_lock(&fs->mu);
-        for (int j = 0; j < FAKE_MAX_SUBS; j++) {
-            struct fsub *s = &fc->subs[j];
-            if (!s->used) {
-                s->used = true;
-                s->sid = f->sub->sid;
-                snprintf(s->pattern, sizeof(s->pattern), "%s", f->sub->pattern);
-                snprintf(s->queue, sizeof(s->queue), "%s", f->sub->queue ? f->sub->queue : "");
-                s->left = 0;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&fs->mu);
+        on_subscribe(fc, f, body, len);
         break;
     case RINGMQ__FRAME__KIND_UNSUB:
         pthread_mutex_lock(&fs->mu);
@@ -433,12 +585,14 @@ struct fake_server *fake_start(const struct fake_cfg *cfg)
     if (fs->cfg.reject_prefix)
         snprintf(fs->reject, sizeof(fs->reject), "%s", fs->cfg.reject_prefix);
     fs->cfg.token = fs->cfg.reject_prefix = NULL;
+    fs->topics = fake_topics_new();
     pthread_mutex_init(&fs->mu, NULL);
     fs->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     setsockopt(fs->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(fs->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fs->lfd, 64) < 0) {
         close(fs->lfd);
+        fake_topics_free(fs->topics);
         free(fs);
         return NULL;
     }
@@ -463,6 +617,7 @@ void fake_stop(struct fake_server *fs)
     reap_locked(fs, true);
     pthread_mutex_unlock(&fs->mu);
     pthread_mutex_destroy(&fs->mu);
+    fake_topics_free(fs->topics);
     free(fs);
 }
 
@@ -598,4 +753,43 @@ bool fake_wait(bool (*cond)(void *), void *arg, int timeout_ms)
         nanosleep(&d, NULL);
     }
     return cond(arg);
+}
+
+/* See fake_server.h. Any thread. */
+size_t fake_sub_frame(struct fake_server *fs, const char *pattern, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&fs->mu);
+    for (uint64_t k = fs->nsub_log; k > 0 && k + FAKE_SUB_LOG > fs->nsub_log; k--) {
+        size_t i = (k - 1) % FAKE_SUB_LOG;
+        if (pattern == NULL || strcmp(fs->sub_log[i].pattern, pattern) == 0) {
+            n = fs->sub_log[i].len <= cap ? fs->sub_log[i].len : 0;
+            memcpy(out, fs->sub_log[i].body, n);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fs->mu);
+    return n;
+}
+
+/* See fake_server.h. Any thread. */
+void fake_set_puback_error(struct fake_server *fs, Ringmq__ErrorCode code)
+{
+    pthread_mutex_lock(&fs->mu);
+    fake_topics_fail_acks(fs->topics, (int)code);
+    pthread_mutex_unlock(&fs->mu);
+}
+
+/* See fake_server.h. Any thread. */
+uint64_t fake_acks(struct fake_server *fs, uint64_t *naks)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&fs->mu);
+    n = fake_topics_acks(fs->topics);
+    if (naks)
+        *naks = fake_topics_naks(fs->topics);
+    pthread_mutex_unlock(&fs->mu);
+    return n;
 }

@@ -10,6 +10,10 @@
  * never answer CONNECT or PING, reject patterns, ignore UNSUBSCRIBE max,
  * kick every connection, send ERROR or PING frames.
  *
+ * Durable topics are faked too (fake_topics.h): topic and consumer admin
+ * requests, seq numbers and PubAcks, live topic subscriptions and durable
+ * consumers. There is no replay.
+ *
  * Not a broker: one global mutex, blocking sends, meant for small volumes.
  */
 #ifndef RMQ_TESTS_CLIENT_FAKE_SERVER_H
@@ -60,6 +64,15 @@ int fake_conns(struct fake_server *fs);
 uint64_t fake_last_pong(struct fake_server *fs);
 /* Name sent in the last CONNECT ("" if none); copied into out. */
 void fake_last_name(struct fake_server *fs, char *out, size_t cap);
+
+/* The body of the newest SUBSCRIBE frame received for pattern (NULL: any)
+ * among the last 32 (a Frame, for ringmq__frame__unpack); returns its
+ * length, 0 if none or cap is short. */
+size_t fake_sub_frame(struct fake_server *fs, const char *pattern, uint8_t *out, size_t cap);
+/* Every PubAck from now on carries code (0: back to normal), nothing stored. */
+void fake_set_puback_error(struct fake_server *fs, Ringmq__ErrorCode code);
+/* Consumer acks received; *naks (if not NULL) gets the naks. */
+uint64_t fake_acks(struct fake_server *fs, uint64_t *naks);
 
 /* Poll cond() every ms until true or timeout_ms; returns the last value. */
 bool fake_wait(bool (*cond)(void *), void *arg, int timeout_ms);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <linux/io_uring.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,22 +125,21 @@ int it_broker_restart(struct tbroker *b, const char *const *extra)
     return tbroker_restart(b, with_shards(extra));
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* best effort: go on */
+    return 0;
+}
+
 /* See itest.h. */
 void it_broker_cleanup(const struct tbroker *b)
 {
-    char path[600];
-    struct dirent *e;
-    DIR *d;
-    if (strncmp(b->dir, "/tmp/ringmq-test-", 17) != 0 || !(d = opendir(b->dir)))
+    if (strncmp(b->dir, "/tmp/ringmq-test-", 17) != 0)
         return;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", b->dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(b->dir);
+    nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* See itest.h. */
@@ -796,4 +797,204 @@ int it_raw_read_to_eof(int fd, int timeout_ms, struct it_raw_seen *seen)
             return test_now_ms() >= end ? -1 : -3;
         seen_add(seen, k, raw_buf, len, -1);
     }
+}
+
+/* ---- Durable topics ---- */
+
+/* See itest.h. */
+int it_broker_kill(struct tbroker *b, int timeout_ms)
+{
+    if (b->pid <= 0)
+        return -1;
+    if (kill(b->pid, SIGKILL) != 0)
+        return -1;
+    return it_broker_wait_exit(b, timeout_ms);
+}
+
+/* See itest.h. */
+void it_topic_add(rmq_client *c, const char *name, const char *const *subjects,
+                  const rmq_topic_cfg *limits, rmq_topic_info *info)
+{
+    rmq_topic_cfg cfg;
+    size_t n = 0;
+    int rc;
+    memset(&cfg, 0, sizeof(cfg));
+    if (limits)
+        cfg = *limits;
+    while (subjects[n])
+        n++;
+    cfg.name = name;
+    cfg.subjects = subjects;
+    cfg.nsubjects = n;
+    rc = rmq_topic_add(c, &cfg, IT_ADMIN_MS, info);
+    IT_CHECK(rc == 0, "rmq_topic_add(%s, %s...): %s", name, subjects[0], rmq_strerror(rc));
+}
+
+/* See itest.h. */
+void it_topic_info(rmq_client *c, const char *name, rmq_topic_info *info)
+{
+    int rc = rmq_topic_info_get(c, name, IT_ADMIN_MS, info);
+    IT_CHECK(rc == 0, "rmq_topic_info_get(%s): %s", name, rmq_strerror(rc));
+}
+
+/* See itest.h. */
+int it_topic_wait_msgs(rmq_client *c, const char *name, uint64_t want, int timeout_ms,
+                       rmq_topic_info *last)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        it_topic_info(c, name, last);
+        if (last->msgs == want)
+            return 0;
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(10000);
+    }
+}
+
+/* See itest.h. */
+uint64_t it_pub_ack(rmq_client *c, const char *subj, const void *data, size_t len,
+                    const char *msg_id)
+{
+    rmq_pub_ack ack;
+    int rc;
+    memset(&ack, 0, sizeof(ack));
+    rc = rmq_publish_ack(c, subj, data, len, msg_id, IT_ADMIN_MS, &ack);
+    IT_CHECK(rc == 0, "rmq_publish_ack(%s): %s", subj, rmq_strerror(rc));
+    IT_CHECK(ack.seq > 0, "rmq_publish_ack(%s): ack without seq", subj);
+    return ack.seq;
+}
+
+/* See itest.h. */
+uint64_t it_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* See itest.h. */
+void it_coll_init(struct it_coll *c, size_t cap)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    c->cap = cap;
+    c->m = calloc(cap ? cap : 1, sizeof(*c->m));
+    ck_assert_ptr_nonnull(c->m);
+}
+
+/* See itest.h. */
+void it_coll_free(struct it_coll *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->m[i].data);
+    free(c->m);
+    c->m = NULL;
+    c->n = 0;
+}
+
+/* See itest.h. */
+void it_coll_add(struct it_coll *c, const rmq_msg *m)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->n < c->cap) {
+        struct it_cmsg *e = &c->m[c->n];
+        e->seq = rmq_msg_seq(m);
+        e->time_ns = rmq_msg_time_ns(m);
+        e->deliveries = rmq_msg_deliveries(m);
+        e->len = rmq_msg_len(m);
+        e->data = malloc(e->len + 1);
+        if (e->data) {
+            memcpy(e->data, rmq_msg_data(m), e->len);
+            e->data[e->len] = '\0';
+        }
+        snprintf(e->subject, sizeof(e->subject), "%s", rmq_msg_subject(m));
+        c->n++;
+    }
+    c->count++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* See itest.h. */
+void it_coll_cb(rmq_client *cl, rmq_sub *sub, const rmq_msg *m, void *arg)
+{
+    struct it_coll *c = arg;
+    (void)sub;
+    if (c->ack) {
+        int rc = rmq_ack(cl, m);
+        int zero = 0;
+        if (rc)
+            atomic_compare_exchange_strong(&c->ack_err, &zero, rc);
+    }
+    it_coll_add(c, m);
+}
+
+/* See itest.h. */
+int it_coll_wait(struct it_coll *c, uint64_t n, int timeout_ms)
+{
+    return it_wait_atomic(&c->count, n, timeout_ms);
+}
+
+/* See itest.h. */
+struct it_cmsg it_coll_get(struct it_coll *c, size_t i)
+{
+    struct it_cmsg e;
+    memset(&e, 0, sizeof(e));
+    pthread_mutex_lock(&c->mu);
+    if (i < c->n)
+        e = c->m[i];
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+/* See itest.h. */
+int it_topic_replay(rmq_client *c, const char *topic, uint64_t want, int timeout_ms, int extra_ms,
+                    struct it_coll *out)
+{
+    rmq_replay_opts o;
+    rmq_sub *s = NULL;
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms, xend = 0;
+    int rc;
+    memset(&o, 0, sizeof(o));
+    o.start = RMQ_START_ALL;
+    rc = rmq_subscribe_topic(c, topic, ">", &o, NULL, NULL, &s);
+    if (rc)
+        return rc;
+    for (;;) {
+        uint64_t now = test_now_ms(), stop;
+        rmq_msg *m = NULL;
+        if (atomic_load(&out->count) >= want && !xend)
+            xend = now + (uint64_t)extra_ms;
+        stop = xend ? xend : end;
+        if (now >= stop)
+            break;
+        rc = rmq_sub_next(s, (int)(stop - now), &m);
+        if (rc == -ETIMEDOUT)
+            continue;
+        if (rc) {
+            rmq_unsubscribe(s);
+            return rc;
+        }
+        it_coll_add(out, m);
+        rmq_msg_free(m);
+    }
+    rmq_unsubscribe(s);
+    return 0;
+}
+
+static uint64_t varint_len(uint64_t v)
+{
+    uint64_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* See itest.h. Field 1 (subject) and field 4 (payload), one-byte keys. */
+uint64_t it_stored_size(const char *subj, size_t plen)
+{
+    size_t sl = strlen(subj);
+    return 1 + varint_len(sl) + sl + 1 + varint_len(plen) + plen;
 }

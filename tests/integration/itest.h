@@ -1,6 +1,7 @@
 /*
  * itest.h - helpers shared by the integration Check programs in this
- * directory (check_pubsub, check_badinput, check_slow, check_lifecycle).
+ * directory (check_pubsub, check_badinput, check_slow, check_lifecycle,
+ * check_shards, check_durable, check_crash).
  *
  * They sit on top of tests/testutil.h (a real ringmqd as a child process,
  * raw sockets) and libringmq. What they add:
@@ -17,6 +18,9 @@
  *     struct it_load    a client that keeps publishing to itself and
  *                       receiving, for "the broker still works" checks
  *     it_raw_*()        raw protocol frames (SUB, PUB, PING/PONG sync)
+ *     it_topic_*()      durable topics: admin calls with assertions, a full
+ *                       replay; struct it_coll collects received messages
+ *                       (seq, time, deliveries, payload); it_broker_kill()
  *
  * Every wait is bounded by an explicit timeout. Helpers that assert must
  * be called from the test's own thread (Check's forked child), never from
@@ -250,5 +254,86 @@ int it_raw_read_to_eof(int fd, int timeout_ms, struct it_raw_seen *seen);
 /* Decode an ERROR frame body; 0 or -1. text (may be NULL) gets the text. */
 int it_decode_error(const uint8_t *body, size_t len, int *code, int *fatal, uint64_t *sid,
                     char *text, size_t tlen);
+
+/* ---- Durable topics ---- */
+
+/*
+ * SIGKILL the broker and reap it (at most timeout_ms). Returns the status
+ * as tbroker_stop() does (128 + SIGKILL = 137 expected), -1 on timeout.
+ * b->pid is 0 afterwards; b->dir (data, log) is kept for a restart.
+ */
+int it_broker_kill(struct tbroker *b, int timeout_ms);
+
+/* Admin calls' timeout in the helpers below. */
+#define IT_ADMIN_MS 5000
+
+/*
+ * Create topic name on subjects (a NULL-terminated list); limits (may be
+ * NULL) gives max_msgs, max_bytes, max_age_ms, dedup_window_ms. Asserts
+ * success; info (may be NULL) receives the reply.
+ */
+void it_topic_add(rmq_client *c, const char *name, const char *const *subjects,
+                  const rmq_topic_cfg *limits, rmq_topic_info *info);
+/* rmq_topic_info_get() with an assertion. */
+void it_topic_info(rmq_client *c, const char *name, rmq_topic_info *info);
+/* Poll the topic's info until msgs == want: 0, or -1 at the deadline (*last set). */
+int it_topic_wait_msgs(rmq_client *c, const char *name, uint64_t want, int timeout_ms,
+                       rmq_topic_info *last);
+/* rmq_publish_ack() with an assertion; returns the seq. */
+uint64_t it_pub_ack(rmq_client *c, const char *subj, const void *data, size_t len,
+                    const char *msg_id);
+/* CLOCK_REALTIME in Unix epoch ns, to compare with rmq_msg_time_ns(). */
+uint64_t it_wall_ns(void);
+
+/* One received message, copied. */
+struct it_cmsg {
+    uint64_t seq, time_ns;
+    uint32_t deliveries;
+    uint8_t *data;
+    size_t len;
+    char subject[96];
+};
+
+/*
+ * A collector: callbacks (any thread) append copies of messages; the test
+ * thread waits and inspects. When ack is set, the callback acks every
+ * message it records (rmq_ack on the callback's client).
+ */
+struct it_coll {
+    pthread_mutex_t mu;
+    struct it_cmsg *m;
+    size_t n, cap;          /* recorded (at most cap) */
+    _Atomic uint64_t count; /* received, also past cap */
+    bool ack;
+    _Atomic int ack_err; /* first rmq_ack error */
+};
+
+void it_coll_init(struct it_coll *c, size_t cap);
+void it_coll_free(struct it_coll *c);
+/* Record a copy of m (any thread). */
+void it_coll_add(struct it_coll *c, const rmq_msg *m);
+/* rmq_msg_cb recording into arg (a struct it_coll). */
+void it_coll_cb(rmq_client *cl, rmq_sub *sub, const rmq_msg *m, void *arg);
+/* Wait until count >= n: 0, or -1 on timeout. */
+int it_coll_wait(struct it_coll *c, uint64_t n, int timeout_ms);
+/* Snapshot of entry i under the lock (copy of the struct; data stays owned). */
+struct it_cmsg it_coll_get(struct it_coll *c, size_t i);
+
+/*
+ * Replay topic from the start (START_ALL, pattern ">") on a new synchronous
+ * subscription of c, recording into out (initialised by the caller) until
+ * want messages came or timeout_ms passed; then waits a further extra_ms
+ * for messages beyond want (duplicates, unexpected ones). Returns 0, or the
+ * rmq_sub_next() error other than -ETIMEDOUT (e.g. RMQ_ENOTFOUND), or the
+ * subscribe error. The caller checks out->n against want.
+ */
+int it_topic_replay(rmq_client *c, const char *topic, uint64_t want, int timeout_ms, int extra_ms,
+                    struct it_coll *out);
+
+/*
+ * Bytes a topic counts for one message without headers on subject subj
+ * with a plen-byte payload: the stored encoding (ringmq.h, rmq_topic_info.bytes).
+ */
+uint64_t it_stored_size(const char *subj, size_t plen);
 
 #endif
