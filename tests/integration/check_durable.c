@@ -1616,7 +1616,7 @@ START_TEST(test_durable_consumer_redeliver_after_ack_wait)
     rmq_client *c, *p;
     rmq_sub *s;
     rmq_msg *m;
-    uint64_t t0, dt;
+    uint64_t t0 = 0, dt;
     rmq_consumer_info ci;
 
     it_broker_start(&b, NULL);
