@@ -34,6 +34,34 @@ void config_defaults(struct config *c)
     c->fsync_interval_ms = 100;
     c->store_map_size = 256ull << 20;
     c->store_max = 16ull << 30;
+    strcpy(c->cluster_name, "ringmq");
+}
+
+static bool name_chars_ok(const char *v)
+{
+    if (!*v)
+        return false;
+    for (; *v; v++)
+        if ((unsigned char)*v <= ' ' || *v == 0x7f || *v == '"' || *v == '\\')
+            return false;
+    return true;
+}
+
+/* "HOST:PORT[,HOST:PORT...]", each parseable, at most CONFIG_MAX_ROUTES. */
+static int set_routes(struct config *c, const char *val)
+{
+    char buf[sizeof(c->routes)], *save = NULL, host[256];
+    unsigned n = 0;
+    uint16_t port;
+    if (strlen(val) >= sizeof(buf))
+        return -1;
+    strcpy(buf, val);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (config_parse_hostport(t, host, sizeof(host), &port) || port == 0 ||
+            ++n > CONFIG_MAX_ROUTES)
+            return -1;
+    strcpy(c->routes, val);
+    return 0;
 }
 
 /* "always", "never" or "interval=MS" (MS 1..60000). */
@@ -191,6 +219,22 @@ int config_set(struct config *c, const char *key, const char *val, char *err, si
         rc = config_parse_size(val, &v) || v < (1u << 20);
         if (!rc)
             c->store_max = v;
+    } else if (strcmp(key, "node-name") == 0) {
+        rc = strlen(val) >= sizeof(c->node_name) || !name_chars_ok(val);
+        if (!rc)
+            strcpy(c->node_name, val);
+    } else if (strcmp(key, "cluster-name") == 0) {
+        rc = strlen(val) >= sizeof(c->cluster_name) || !name_chars_ok(val);
+        if (!rc)
+            strcpy(c->cluster_name, val);
+    } else if (strcmp(key, "cluster-secret") == 0) {
+        rc = strlen(val) >= sizeof(c->cluster_secret);
+        if (!rc)
+            strcpy(c->cluster_secret, val);
+    } else if (strcmp(key, "cluster-listen") == 0) {
+        rc = config_parse_hostport(val, c->cluster_host, sizeof(c->cluster_host), &c->cluster_port);
+    } else if (strcmp(key, "routes") == 0) {
+        rc = set_routes(c, val);
     } else if (strcmp(key, "port-file") == 0) {
         rc = strlen(val) >= sizeof(c->port_file);
         if (!rc)
@@ -280,6 +324,11 @@ static void usage(FILE *out)
                  "                            proto/PROTOCOL.md for what each can lose)\n"
                  "  --store-map-size BYTES    initial LMDB map (256M; it doubles as needed)\n"
                  "  --store-max BYTES         largest the store may grow to (16G)\n"
+                 "  --cluster-listen HOST:PORT  join a cluster: accept routes from other nodes\n"
+                 "  --routes HOST:PORT[,...]  seed nodes to dial (they tell us the others)\n"
+                 "  --node-name NAME          this node's name, unique in the cluster\n"
+                 "  --cluster-name NAME       routes only within this cluster (ringmq)\n"
+                 "  --cluster-secret S        routes must present this secret\n"
                  "  --port-file PATH          write the bound port to PATH once listening\n"
                  "  --config FILE             read 'key = value' settings (same keys)\n"
                  "  --print-config            print the effective configuration and exit\n"
@@ -378,4 +427,16 @@ void config_print(const struct config *c, FILE *out)
         fprintf(out, "fsync = %s\n", c->fsync_mode == 0 ? "always" : "never");
     fprintf(out, "store-map-size = %llu\n", (unsigned long long)c->store_map_size);
     fprintf(out, "store-max = %llu\n", (unsigned long long)c->store_max);
+    if (c->cluster_host[0]) {
+        bool cv6 = strchr(c->cluster_host, ':') != NULL;
+        fprintf(out, "cluster-listen = %s%s%s:%u\n", cv6 ? "[" : "", c->cluster_host,
+                cv6 ? "]" : "", c->cluster_port);
+        fprintf(out, "cluster-name = %s\n", c->cluster_name);
+        if (c->node_name[0])
+            fprintf(out, "node-name = %s\n", c->node_name);
+        if (c->routes[0])
+            fprintf(out, "routes = %s\n", c->routes);
+        if (c->cluster_secret[0])
+            fprintf(out, "cluster-secret = (set)\n");
+    }
 }

@@ -41,7 +41,17 @@ struct config {
     unsigned fsync_interval_ms; /* STORE_FSYNC_INTERVAL */
     uint64_t store_map_size;    /* initial map size */
     uint64_t store_max;         /* map growth cap (largest data.mdb) */
+
+    /* Cluster (route.c); clustering is on when cluster_host is set. */
+    char node_name[64];
+    char cluster_name[64];
+    char cluster_secret[256];
+    char cluster_host[256];
+    uint16_t cluster_port;
+    char routes[2048]; /* comma-separated HOST:PORT seeds */
 };
+
+#define CONFIG_MAX_ROUTES 32 /* peers one node keeps (configured + learned) */
 
 /* Fill c with the embedded defaults. */
 void config_defaults(struct config *c);

@@ -35,6 +35,7 @@
 
 #include "codec.h"
 #include "dispatch.h"
+#include "route.h"
 #include "log.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -171,7 +172,10 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
         rbuf_reserve(c, CODEC_HDR_LEN + blen);
         if (!rbuf_fill(c, &p, &n, CODEC_HDR_LEN + blen))
             return;
-        dispatch_frame(c, c->rbuf + CODEC_HDR_LEN, blen);
+        if (c->flags & CONN_F_ROUTE)
+            route_frame(c, c->rbuf + CODEC_HDR_LEN, blen);
+        else
+            dispatch_frame(c, c->rbuf + CODEC_HDR_LEN, blen);
         rbuf_done(c);
         if (!conn_reading(c))
             return;
@@ -186,7 +190,10 @@ void conn_on_data(struct conn *c, const uint8_t *p, size_t n)
             rbuf_stash(c, p, n);
             return;
         }
-        dispatch_frame(c, body.p, body.len);
+        if (c->flags & CONN_F_ROUTE)
+            route_frame(c, body.p, body.len);
+        else
+            dispatch_frame(c, body.p, body.len);
         if (!conn_reading(c))
             return;
         p += CODEC_HDR_LEN + body.len;

@@ -29,6 +29,7 @@
 #include "dur_int.h"
 #include "log.h"
 #include "replay.h"
+#include "route.h"
 #include "subject.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -371,6 +372,8 @@ static const struct {
     STAT_FIELD("publisher_stalls", stalls),
     STAT_FIELD("zerocopy_sends", zc_sends),
     STAT_FIELD("zerocopy_copied", zc_copied),
+    STAT_FIELD("route_msgs_in", route_in),
+    STAT_FIELD("route_msgs_out", route_out),
 #undef STAT_FIELD
 };
 
@@ -442,6 +445,15 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
         if (m.reply.len && m.subject.len == strlen(DISPATCH_SYS_STATS) &&
             memcmp(m.subject.p, DISPATCH_SYS_STATS, m.subject.len) == 0) {
             sys_stats(c, &m);
+            return;
+        }
+        if (m.reply.len && m.subject.len == strlen(DISPATCH_SYS_CLUSTER) &&
+            memcmp(m.subject.p, DISPATCH_SYS_CLUSTER, m.subject.len) == 0) {
+            char json[16384], reply[SUBJECT_MAX_LEN + 1];
+            size_t n = route_cluster_json(sh->srv, json, sizeof(json));
+            memcpy(reply, m.reply.p, m.reply.len);
+            reply[m.reply.len] = '\0';
+            dispatch_publish_local(sh, reply, json, n);
             return;
         }
         if (topic_sys_publish(sh, &m))

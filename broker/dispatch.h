@@ -19,6 +19,8 @@ struct codec_msg;
 
 /* The subject that answers with the broker's statistics as JSON. */
 #define DISPATCH_SYS_STATS "$SYS.REQ.STATS"
+/* The subject that answers with the cluster's routes as JSON (route.c). */
+#define DISPATCH_SYS_CLUSTER "$SYS.REQ.CLUSTER"
 
 /*
  * Handle one frame body (borrowed; valid only during the call). Errors in

@@ -19,6 +19,7 @@
 #include "codec.h"
 #include "config.h"
 #include "dur.h"
+#include "route.h"
 #include "log.h"
 #include "shard.h"
 #include "xalloc.h"
@@ -178,6 +179,15 @@ int main(int argc, char **argv)
         srv->shards[i].cpu = (int)(i % (unsigned)(ncpu > 0 ? ncpu : 1));
     }
     srv->cfg.listen_port = port;
+    if (route_server_init(srv, err, sizeof(err))) {
+        log_error("%s", err);
+        for (unsigned j = 0; j < srv->nshards; j++)
+            close(srv->shards[j].listen_fd);
+        xshard_server_fini(srv);
+        free(srv->shards);
+        free(srv);
+        return 2;
+    }
     rc = dur_start(srv);
     if (rc) {
         log_error("not starting: the store in %s cannot be used (%s); fix or move it, or run "
@@ -185,6 +195,7 @@ int main(int argc, char **argv)
                   srv->cfg.data_dir, rmq_err_str(rc));
         for (unsigned j = 0; j < srv->nshards; j++)
             close(srv->shards[j].listen_fd);
+        route_server_fini(srv);
         xshard_server_fini(srv);
         free(srv->shards);
         free(srv);
@@ -235,6 +246,7 @@ int main(int argc, char **argv)
                  (unsigned long long)slow);
     }
     dur_stop(srv);
+    route_server_fini(srv);
     if (srv->cfg.port_file[0])
         unlink(srv->cfg.port_file);
     xshard_server_fini(srv);

@@ -35,6 +35,7 @@
 #include "dispatch.h"
 #include "dur.h"
 #include "replay.h"
+#include "route.h"
 #include "log.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -279,7 +280,13 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 
     switch ((enum ud_tag)(ud & UD_TAG_MASK)) {
     case UD_ACCEPT:
-        on_accept(sh, cqe);
+        if (p == (void *)sh)
+            on_accept(sh, cqe);
+        else
+            route_on_accept(sh, cqe);
+        break;
+    case UD_CONNECT:
+        route_on_connect(sh, p, cqe);
         break;
     case UD_RECV:
         on_recv(sh, c, cqe);
@@ -333,8 +340,11 @@ static void flush_dirty(struct shard *sh)
 
 static void free_dead(struct shard *sh)
 {
-    for (uint32_t i = 0; i < sh->ndead; i++)
+    for (uint32_t i = 0; i < sh->ndead; i++) {
+        if (sh->dead[i]->flags & CONN_F_ROUTE)
+            route_conn_gone(sh, sh->dead[i]);
         conn_free(sh->dead[i]);
+    }
     sh->ndead = 0;
 }
 
@@ -361,6 +371,8 @@ static void begin_stop(struct shard *sh)
     }
     for (struct conn *c = sh->conns; c; c = c->next)
         conn_stop_reading(c);
+    if (sh->id == 0 && sh->srv->cluster)
+        route_stop(sh);
 }
 
 /* Advance the shutdown phases; called once per loop iteration after the
@@ -400,6 +412,8 @@ static void tick(struct shard *sh)
 {
     if (!sh->accept_armed && !sh->stopping)
         arm_accept(sh);
+    if (sh->id == 0)
+        route_tick(sh);
     for (struct conn *c = sh->conns, *next; c; c = next) {
         next = c->next;
         if (!(c->flags & (CONN_F_DRAINING | CONN_F_CLOSING)) && conn_is_slow(c, 0)) {
@@ -552,6 +566,8 @@ void *shard_run(void *arg)
     sh->now_ns = now_ns();
     next_tick = sh->now_ns + TICK_NS;
     arm_accept(sh);
+    if (sh->id == 0 && srv->cluster)
+        route_start(sh);
 
     for (;;) {
         struct io_uring_cqe *cqe;

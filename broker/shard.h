@@ -40,9 +40,10 @@ enum ud_tag {
     UD_ACCEPT = 1,
     UD_RECV = 2,
     UD_SEND = 3,
-    UD_IGNORE = 4, /* cancel, close: nothing to do on completion */
-    UD_WAKE = 5,   /* MSG_RING doorbell from a peer shard (xshard.c) */
-    UD_SENDZC = 6, /* a zero-copy sendmsg; the pointer is its struct iovblk */
+    UD_IGNORE = 4,  /* cancel, close: nothing to do on completion */
+    UD_WAKE = 5,    /* MSG_RING doorbell from a peer shard (xshard.c) */
+    UD_SENDZC = 6,  /* a zero-copy sendmsg; the pointer is its struct iovblk */
+    UD_CONNECT = 7, /* a route being dialled (route.c); the pointer is its peer */
 };
 #define UD_TAG_MASK 7ull
 
@@ -58,6 +59,7 @@ struct shard_stats {
     _Atomic uint64_t slow_consumers, bad_frames, bad_subjects, too_big;
     _Atomic uint64_t enobufs, subs_now, sends, send_iovs;
     _Atomic uint64_t xdeliver, xdoorbells, stalls, zc_sends, zc_copied;
+    _Atomic uint64_t route_in, route_out;
 };
 
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
@@ -109,6 +111,7 @@ enum conn_flags {
     CONN_F_BACKLOG = 1 << 11, /* pending over the shard\'s backlog mark */
     CONN_F_STALLED = 1 << 12, /* a publisher paused for back-pressure */
     CONN_F_NOZC = 1 << 13,    /* the kernel copied our zero-copy sends: plain sends only */
+    CONN_F_ROUTE = 1 << 14,   /* a route to a peer node (route.c), not a client */
 };
 
 struct conn {
@@ -124,6 +127,7 @@ struct conn {
     struct conn *prev, *next; /* shard's list of all conns */
     char name[64];
     char peer[64];
+    struct rpeer *route; /* CONN_F_ROUTE: its peer slot (route.c) */
 
     /* Ingress: the partial tail of a frame that spans recv buffers. */
     uint8_t *rbuf;
@@ -211,15 +215,17 @@ struct shard {
     /* Cross-shard state, see xshard.h. */
     int ring_fd;
     _Atomic int sleeping;
-    struct xstage *stage; /* [nshards] outgoing, per destination */
-    struct xtarget *tgt;  /* [nshards] scratch for one publish */
-    struct trie *itrie;   /* every shard's interest; values: struct rint */
-    struct strmap lint;   /* local subscriptions per key */
-    struct strmap rints;  /* (shard, key) -> struct rint */
-    uint64_t nremote_int; /* entries of itrie that belong to other shards */
-    uint64_t bcast_seq;   /* interest broadcasts sent */
-    uint64_t *acked;      /* [nshards] highest seq each peer acknowledged */
-    struct xpong *pongs;  /* FIFO of deferred pongs */
+    struct xstage *stage;  /* [nshards] outgoing, per destination */
+    struct xtarget *tgt;   /* [nshards] scratch for one publish */
+    struct ptarget *ptgt;  /* [CONFIG_MAX_ROUTES] the same for peer nodes */
+    struct trie *itrie;    /* every shard's interest; values: struct rint */
+    struct strmap lint;    /* local subscriptions per key */
+    struct strmap rints;   /* (shard, key) -> struct rint */
+    struct strmap lgroups; /* cluster: group hash -> shards of this node with members */
+    uint64_t nremote_int;  /* entries of itrie that belong to other shards */
+    uint64_t bcast_seq;    /* interest broadcasts sent */
+    uint64_t *acked;       /* [nshards] highest seq each peer acknowledged */
+    struct xpong *pongs;   /* FIFO of deferred pongs */
     uint32_t ponghead, npongs, pongcap;
 
     /* Durable topics, see dur.h. */
@@ -247,6 +253,7 @@ struct server {
     _Atomic unsigned quiesced; /* shards whose stop has flushed their stage */
     pthread_barrier_t barrier; /* all rings ready / all loops stopped */
     struct dur *dur;           /* the storage thread; NULL with --storage off */
+    struct cluster *cluster;   /* routes (route.c, shard 0); NULL without --cluster-listen */
     struct store *store;       /* its store: shards read from it (replays) */
 };
 

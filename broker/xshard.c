@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "dispatch.h"
 #include "log.h"
+#include "route.h"
 #include "shard.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -64,11 +65,13 @@ void xshard_init(struct shard *sh)
     sh->stage = xcalloc(n, sizeof(*sh->stage));
     sh->tgt = xcalloc(n, sizeof(*sh->tgt));
     sh->acked = xcalloc(n, sizeof(*sh->acked));
+    sh->ptgt = xcalloc(CONFIG_MAX_ROUTES, sizeof(*sh->ptgt));
     sh->itrie = trie_new();
     if (!sh->itrie)
         abort();
     strmap_init(&sh->lint);
     strmap_init(&sh->rints);
+    strmap_init(&sh->lgroups);
     sh->ring_fd = sh->ring.ring_fd;
 }
 
@@ -179,6 +182,28 @@ static void key_split(const char *key, size_t klen, size_t *plen, const char **q
     *qlen = klen - *plen - 1;
 }
 
+/*
+ * A shard of this node gained (add) or lost its interest in key. Counts, per
+ * shard, the node's shards with each queue group (so a publish prefers a
+ * member on this node) and, on shard 0 of a cluster node, the node's keys
+ * (a key that appears or vanishes on the node is told to the peers).
+ */
+static void node_key(struct shard *sh, const char *key, size_t klen, uint64_t ghash, bool add)
+{
+    if (!sh->srv->cluster)
+        return;
+    if (ghash) {
+        struct strmap_ent *g = add ? strmap_put(&sh->lgroups, &ghash, sizeof(ghash))
+                                   : strmap_get(&sh->lgroups, &ghash, sizeof(ghash));
+        if (g && !add && --g->count == 0)
+            strmap_del(&sh->lgroups, g);
+        else if (g && add)
+            g->count++;
+    }
+    if (sh->id == 0)
+        route_node_interest(sh, key, klen, add);
+}
+
 static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen, bool add)
 {
     char rk[SUBJECT_MAX_LEN * 2 + 8];
@@ -203,6 +228,8 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
                 abort(); /* validated by the origin; only OOM gets here */
             if (from != sh->id)
                 sh->nremote_int++;
+            if (from < XORIGIN_PEER)
+                node_key(sh, key, klen, qlen ? ri->ghash : 0, true);
         }
         return;
     }
@@ -214,6 +241,8 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
         trie_remove(sh->itrie, key, plen, q, qlen, ri);
         if (from != sh->id)
             sh->nremote_int--;
+        if (from < XORIGIN_PEER)
+            node_key(sh, key, klen, ri->ghash, false);
         free(ri);
         strmap_del(&sh->rints, e);
     }
@@ -225,7 +254,9 @@ static void interest_broadcast(struct shard *sh, const char *key, size_t klen, b
     interest_apply(sh, sh->id, key, klen, add);
     sh->bcast_seq++;
     for (unsigned d = 0; d < srv->nshards; d++) {
-        struct xent e = {.type = add ? XE_INT_ADD : XE_INT_DEL, .seq = sh->bcast_seq};
+        struct xent e = {.type = add ? XE_INT_ADD : XE_INT_DEL,
+                         .seq = sh->bcast_seq,
+                         .origin = (uint16_t)sh->id};
         if (d == sh->id)
             continue;
         e.ptr = xmalloc(klen);
@@ -239,7 +270,7 @@ static void interest_broadcast(struct shard *sh, const char *key, size_t klen, b
 void xshard_sub_added(struct shard *sh, const char *key, size_t klen)
 {
     struct strmap_ent *e;
-    if (sh->srv->nshards == 1)
+    if (sh->srv->nshards == 1 && !sh->srv->cluster)
         return;
     e = strmap_put(&sh->lint, key, klen);
     if (e->count++ == 0)
@@ -250,7 +281,7 @@ void xshard_sub_added(struct shard *sh, const char *key, size_t klen)
 void xshard_sub_removed(struct shard *sh, const char *key, size_t klen)
 {
     struct strmap_ent *e;
-    if (sh->srv->nshards == 1)
+    if (sh->srv->nshards == 1 && !sh->srv->cluster)
         return;
     e = strmap_get(&sh->lint, key, klen);
     if (!e)
@@ -258,6 +289,24 @@ void xshard_sub_removed(struct shard *sh, const char *key, size_t klen)
     if (--e->count == 0) {
         strmap_del(&sh->lint, e);
         interest_broadcast(sh, key, klen, false);
+    }
+}
+
+/* See xshard.h. */
+void xshard_peer_interest(struct shard *sh, uint16_t origin, const char *key, size_t klen, bool add)
+{
+    struct server *srv = sh->srv;
+    interest_apply(sh, origin, key, klen, add);
+    sh->bcast_seq++;
+    for (unsigned d = 0; d < srv->nshards; d++) {
+        struct xent e = {
+            .type = add ? XE_INT_ADD : XE_INT_DEL, .seq = sh->bcast_seq, .origin = origin};
+        if (d == sh->id)
+            continue;
+        e.ptr = xmalloc(klen);
+        memcpy(e.ptr, key, klen);
+        e.klen = (uint16_t)klen;
+        stage_push(sh, d, &e);
     }
 }
 
@@ -332,13 +381,57 @@ struct route_scan {
     unsigned touched[XSHARD_MAX];
     unsigned nt;
     bool overflow;
+    /* Cluster: peers touched (slot numbers), or for a message from a route
+     * the groups it is for (low 32 bits). */
+    unsigned ptouched[CONFIG_MAX_ROUTES];
+    unsigned npt;
+    bool from_route, in_plain;
+    const uint32_t *in_g;
+    unsigned in_ng;
 };
+
+static bool in_groups(const struct route_scan *rs, uint64_t ghash)
+{
+    for (unsigned i = 0; i < rs->in_ng; i++)
+        if (rs->in_g[i] == (uint32_t)ghash)
+            return true;
+    return false;
+}
+
+static enum trie_visit_rc scan_peer(struct route_scan *rs, const struct rint *ri)
+{
+    unsigned slot = ri->shard - XORIGIN_PEER;
+    struct ptarget *t = &rs->sh->ptgt[slot];
+    /* A message from a route is never forwarded again. A group with a
+     * member on this node takes the message here (the trie offers the next
+     * member, ours eventually). */
+    if (rs->from_route)
+        return ri->ghash ? TRIE_NEXT_MEMBER : TRIE_TAKEN;
+    if (ri->ghash && strmap_get(&rs->sh->lgroups, &ri->ghash, sizeof(ri->ghash)))
+        return TRIE_NEXT_MEMBER;
+    if (!t->plain && !t->ng)
+        rs->ptouched[rs->npt++] = slot;
+    if (!ri->ghash)
+        t->plain = true;
+    else if (t->ng < XROUTE_GROUPS)
+        t->g[t->ng++] = ri->ghash;
+    else
+        rs->overflow = true;
+    return TRIE_TAKEN;
+}
 
 static enum trie_visit_rc scan_visit(void *p, void *arg)
 {
     struct rint *ri = p;
     struct route_scan *rs = arg;
-    struct xtarget *t = &rs->sh->tgt[ri->shard];
+    struct xtarget *t;
+    if (ri->shard >= XORIGIN_PEER)
+        return scan_peer(rs, ri);
+    if (rs->from_route) {
+        if (ri->ghash ? !in_groups(rs, ri->ghash) : !rs->in_plain)
+            return TRIE_SKIP_GROUP;
+    }
+    t = &rs->sh->tgt[ri->shard];
     if (!t->touched) {
         t->touched = true;
         rs->touched[rs->nt++] = ri->shard;
@@ -352,27 +445,42 @@ static enum trie_visit_rc scan_visit(void *p, void *arg)
     return TRIE_TAKEN;
 }
 
-/* See xshard.h. */
-void xshard_route(struct shard *sh, const struct codec_msg *m)
+/* Hand body to the routes of the peers rs touched (shard 0 sends). */
+static void forward_peers(struct shard *sh, struct route_scan *rs, struct msgbuf *body)
 {
-    static const struct route_filter all = {.plain = true, .all_groups = true};
-    struct route_scan rs = {.sh = sh};
+    for (unsigned i = 0; i < rs->npt; i++) {
+        unsigned slot = rs->ptouched[i];
+        struct ptarget *t = &sh->ptgt[slot];
+        unsigned g = 0;
+        do {
+            unsigned ng = t->ng - g < XENT_GROUPS ? t->ng - g : XENT_GROUPS;
+            if (sh->id == 0) {
+                route_forward(sh, slot, body, g == 0 && t->plain, t->g + g, ng);
+            } else {
+                struct xent e = {.type = XE_ROUTE,
+                                 .plain = g == 0 && t->plain,
+                                 .ngroups = (uint8_t)ng,
+                                 .seq = slot};
+                memcpy(e.g, t->g + g, ng * sizeof(uint64_t));
+                e.ptr = msgbuf_ref(body);
+                stage_push(sh, 0, &e);
+            }
+            g += ng;
+        } while (g < t->ng);
+        t->plain = false;
+        t->ng = 0;
+    }
+}
+
+static void route_scanned(struct shard *sh, const struct codec_msg *m, struct route_scan *rs)
+{
     struct msgbuf *body;
     size_t blen;
     uint64_t ts;
 
-    /* No other shard wants anything: one walk of the local trie (and the
-     * body is only built if something matches). */
-    if (sh->srv->nshards == 1 || sh->nremote_int == 0) {
-        dispatch_deliver(sh, m, NULL, &all);
-        if (sh->nbacklog)
-            sh->pub_pressure = true;
+    if (!rs->nt && !rs->npt)
         return;
-    }
-    trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
-    if (!rs.nt)
-        return;
-    if (rs.overflow)
+    if (rs->overflow)
         log_warn("[s%u] a message matched more than %d queue groups on one shard; "
                  "the extra groups did not get it",
                  sh->id, XROUTE_GROUPS);
@@ -381,11 +489,11 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
      * shard whose flush returned before this publish was read must have
      * created_ns below it (see route_visit). Only remote deliveries need
      * it: local ones are matched right now. */
-    ts = rs.nt > 1 || rs.touched[0] != sh->id ? now_ns() : 0;
+    ts = rs->nt > 1 || (rs->nt == 1 && rs->touched[0] != sh->id) ? now_ns() : 0;
     body = msgbuf_new(&sh->pool, (uint32_t)blen);
     codec_body_write(m, body->data);
-    for (unsigned i = 0; i < rs.nt; i++) {
-        unsigned d = rs.touched[i];
+    for (unsigned i = 0; i < rs->nt; i++) {
+        unsigned d = rs->touched[i];
         struct xtarget *t = &sh->tgt[d];
         if (atomic_load_explicit(&sh->srv->shards[d].pressure, memory_order_relaxed) ||
             sh->stage[d].n - sh->stage[d].head > XRING_CAP)
@@ -408,7 +516,45 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
         t->touched = t->plain = false;
         t->ng = 0;
     }
+    forward_peers(sh, rs, body);
     xshard_unref(sh, body);
+}
+
+/* See xshard.h. */
+void xshard_route(struct shard *sh, const struct codec_msg *m)
+{
+    static const struct route_filter all = {.plain = true, .all_groups = true};
+    struct route_scan rs;
+
+    /* No other shard or node wants anything: one walk of the local trie
+     * (and the body is only built if something matches). */
+    if (sh->nremote_int == 0) {
+        dispatch_deliver(sh, m, NULL, &all);
+        if (sh->nbacklog)
+            sh->pub_pressure = true;
+        return;
+    }
+    rs.sh = sh;
+    rs.nt = rs.npt = 0;
+    rs.overflow = rs.from_route = false;
+    trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
+    route_scanned(sh, m, &rs);
+}
+
+/* See xshard.h. */
+void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, const uint32_t *g,
+                     unsigned ng)
+{
+    struct route_scan rs;
+    rs.sh = sh;
+    rs.nt = rs.npt = 0;
+    rs.overflow = false;
+    rs.from_route = true;
+    rs.in_plain = plain;
+    rs.in_g = g;
+    rs.in_ng = ng;
+    trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
+    route_scanned(sh, m, &rs);
 }
 
 static void handle(struct shard *sh, unsigned from, struct xent *e)
@@ -423,10 +569,14 @@ static void handle(struct shard *sh, unsigned from, struct xent *e)
     case XE_FREE:
         msgpool_put(&sh->pool, e->ptr);
         break;
+    case XE_ROUTE:
+        route_forward(sh, (unsigned)e->seq, e->ptr, e->plain, e->g, e->ngroups);
+        xshard_unref(sh, e->ptr);
+        break;
     case XE_INT_ADD:
     case XE_INT_DEL: {
         struct xent ack = {.type = XE_INT_ACK, .seq = e->seq};
-        interest_apply(sh, from, e->ptr, e->klen, e->type == XE_INT_ADD);
+        interest_apply(sh, e->origin, e->ptr, e->klen, e->type == XE_INT_ADD);
         free(e->ptr);
         stage_push(sh, from, &ack);
         break;
@@ -464,6 +614,7 @@ unsigned xshard_drain(struct shard *sh, unsigned budget)
 static void drop_entry(struct shard *sh, struct xent *e)
 {
     switch ((enum xent_type)e->type) {
+    case XE_ROUTE:
     case XE_DELIVER:
         xshard_unref(sh, e->ptr);
         break;
@@ -502,9 +653,11 @@ void xshard_fini(struct shard *sh)
             free(sh->rints.ents[i].val);
     strmap_fini(&sh->rints);
     strmap_fini(&sh->lint);
+    strmap_fini(&sh->lgroups);
     trie_free(sh->itrie);
     free(sh->stage);
     free(sh->tgt);
     free(sh->acked);
+    free(sh->ptgt);
     free(sh->pongs);
 }

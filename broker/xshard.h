@@ -42,13 +42,19 @@ enum xent_type {
     XE_INT_ADD = 3, /* ptr: malloc'd "pattern\0queue" key; seq */
     XE_INT_DEL = 4, /* same */
     XE_INT_ACK = 5, /* seq: the sender applied interest up to seq */
+    XE_ROUTE = 6,   /* to shard 0: forward ptr (msgbuf, one ref) to route origin (in seq) */
 };
+
+/* Interest origins: shards are 0..nshards-1; a peer node (route.c) is
+ * XORIGIN_PEER + its slot. */
+#define XORIGIN_PEER XSHARD_MAX
 
 struct xent {
     uint8_t type;
     uint8_t plain;   /* deliver: to plain subscribers too */
     uint8_t ngroups; /* deliver: valid entries of g */
     uint16_t klen;   /* interest: key length */
+    uint16_t origin; /* interest: whose it is (a shard, or XORIGIN_PEER + peer) */
     uint64_t seq;    /* interest: broadcast seq; deliver: routing time (ns) */
     void *ptr;
     uint64_t g[XENT_GROUPS]; /* group hashes chosen for the receiver */
@@ -75,6 +81,13 @@ struct xtarget {
     uint64_t g[XROUTE_GROUPS];
 };
 
+/* What one publish wants from one peer node (cluster); scratch, per shard. */
+struct ptarget {
+    bool plain;
+    uint8_t ng;
+    uint64_t g[XROUTE_GROUPS];
+};
+
 /* A pong waiting for interest acks (flush semantics across shards). */
 struct xpong {
     struct conn *conn;
@@ -93,6 +106,17 @@ void xshard_fini(struct shard *sh);
 
 /* Handle up to budget entries from every inbound ring. Returns the count. */
 unsigned xshard_drain(struct shard *sh, unsigned budget);
+/*
+ * Shard 0, cluster: a peer node's interest in key changed. Applied here and
+ * broadcast to the other shards as interest of origin (XORIGIN_PEER + slot).
+ */
+void xshard_peer_interest(struct shard *sh, uint16_t origin, const char *key, size_t klen,
+                          bool add);
+/* Shard 0, cluster: a message from a route, for this node's subscribers
+ * only: plain ones if plain, and one member of each group in g (low 32
+ * bits of the group hash). */
+void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, const uint32_t *g,
+                     unsigned ng);
 /* The seq of the last interest broadcast, and whether every peer has
  * applied everything up to seq (a topic replay waits for that). */
 uint64_t xshard_interest_seq(struct shard *sh);

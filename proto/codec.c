@@ -171,7 +171,8 @@ int codec_peek(const uint8_t *body, size_t len, struct codec_span *sub)
     sub->p = body;
     sub->len = 0;
     while ((rc = field_next(body, len, &pos, &f)) == 1) {
-        if (f.num >= 1 && f.num <= CODEC_K_MAX) {
+        if ((f.num >= 1 && f.num <= CODEC_K_MAX) ||
+            (f.num >= CODEC_K_ROUTE_FIRST && f.num <= CODEC_K_ROUTE_LAST)) {
             if (f.wt != WT_LEN)
                 return RMQ_EFRAME;
             kind = (int)f.num;
@@ -268,6 +269,58 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
     if (rc < 0 || !has_subject)
         return RMQ_EFRAME;
     return 0;
+}
+
+/* See codec.h. */
+int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
+                          uint32_t *groups, unsigned *ngroups, unsigned max)
+{
+    struct field f = {0};
+    size_t pos = 0;
+    int rc = codec_msg_parse(p, len, m);
+    *plain = false;
+    *ngroups = 0;
+    if (rc)
+        return rc;
+    while ((rc = field_next(p, len, &pos, &f)) == 1) {
+        if (f.num == 9 && f.wt == WT_VARINT)
+            *plain = f.v != 0;
+        else if (f.num == 10 && f.wt == WT_I32 && *ngroups < max)
+            groups[(*ngroups)++] = (uint32_t)p[f.end - 4] | (uint32_t)p[f.end - 3] << 8 |
+                                   (uint32_t)p[f.end - 2] << 16 | (uint32_t)p[f.end - 1] << 24;
+        else if (f.num == 9 || f.num == 10)
+            return RMQ_EFRAME;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* See codec.h. */
+size_t codec_route_prefix(uint8_t *out, size_t body_len, bool plain, const uint32_t *groups,
+                          unsigned ngroups)
+{
+    size_t extra = (plain ? 2 : 0) + 5 * (size_t)ngroups;
+    size_t mlen = extra + body_len, n = CODEC_HDR_LEN;
+    uint32_t flen;
+    out[n++] = (uint8_t)((CODEC_K_ROUTE_MSG << 3 | WT_LEN) | 0x80);
+    out[n++] = (uint8_t)((CODEC_K_ROUTE_MSG << 3 | WT_LEN) >> 7);
+    n += varint_put(out + n, mlen);
+    if (plain) {
+        out[n++] = 9 << 3 | WT_VARINT;
+        out[n++] = 1;
+    }
+    for (unsigned i = 0; i < ngroups; i++) {
+        out[n++] = 10 << 3 | WT_I32;
+        out[n++] = (uint8_t)groups[i];
+        out[n++] = (uint8_t)(groups[i] >> 8);
+        out[n++] = (uint8_t)(groups[i] >> 16);
+        out[n++] = (uint8_t)(groups[i] >> 24);
+    }
+    flen = (uint32_t)(n - CODEC_HDR_LEN + body_len);
+    out[0] = (uint8_t)(flen >> 24);
+    out[1] = (uint8_t)(flen >> 16);
+    out[2] = (uint8_t)(flen >> 8);
+    out[3] = (uint8_t)flen;
+    return n;
 }
 
 /* See codec.h. */

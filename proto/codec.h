@@ -51,8 +51,17 @@ enum codec_kind {
     CODEC_K_PING = 7,
     CODEC_K_PONG = 8,
     CODEC_K_ERR = 9,
-    CODEC_K_MAX = 9,
+    CODEC_K_MAX = 9, /* the last client kind */
+    /* Cluster routes (node to node only). */
+    CODEC_K_ROUTE_CONNECT = 32,
+    CODEC_K_ROUTE_INTEREST = 33,
+    CODEC_K_ROUTE_MSG = 34,
+    CODEC_K_ROUTE_FIRST = 32,
+    CODEC_K_ROUTE_LAST = 34,
 };
+/* Largest codec_route_prefix(): length, kind, length, plain, 3 groups. */
+#define CODEC_ROUTE_PREFIX_MAX (4 + 2 + 5 + 2 + 3 * 5)
+#define CODEC_ROUTE_GROUPS 3
 
 struct codec_span {
     const uint8_t *p;
@@ -111,6 +120,22 @@ int codec_peek(const uint8_t *body, size_t len, struct codec_span *sub);
  * Returns 0 or RMQ_EFRAME. Does not validate the subject's syntax.
  */
 int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m);
+
+/*
+ * Parse a RouteMsg submessage: *m as codec_msg_parse(), plus its plain flag
+ * and up to max group ids (fixed32; more are ignored). 0 or RMQ_EFRAME.
+ */
+int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
+                          uint32_t *groups, unsigned *ngroups, unsigned max);
+
+/*
+ * The per-route prefix of a forwarded message: length prefix, Frame field
+ * 34 (RouteMsg) tag and length, plain and up to CODEC_ROUTE_GROUPS groups.
+ * prefix + a shared body (codec_body_write) form one ROUTE_MSG frame.
+ * Returns the prefix length (<= CODEC_ROUTE_PREFIX_MAX).
+ */
+size_t codec_route_prefix(uint8_t *out, size_t body_len, bool plain, const uint32_t *groups,
+                          unsigned ngroups);
 
 /*
  * Iterate the headers of a parsed message. *pos starts at 0. Returns 1 and
