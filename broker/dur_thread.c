@@ -339,6 +339,7 @@ int dur_start(struct server *srv)
     d->out = xcalloc(srv->nshards, sizeof(*d->out));
     d->out_dirty = xcalloc(srv->nshards, sizeof(*d->out_dirty));
     d->tab = dur_table_build(d);
+    d->now_ns = d->last_sync_ns = d->last_retention_ns = d->last_cons_ns = now_ns();
     rc = dur_consumers_load(d);
     if (rc == 0 && (rc = -pthread_create(&d->thread, NULL, dur_main, d)) != 0)
         log_error("storage: cannot start the storage thread: %s", rmq_err_str(rc));
@@ -354,7 +355,6 @@ int dur_start(struct server *srv)
         free(d);
         return rc;
     }
-    d->now_ns = d->last_sync_ns = d->last_retention_ns = d->last_cons_ns = now_ns();
     srv->dur = d;
     srv->store = d->st;
     log_info("storage: %s, fsync %s, %u topic(s)", cfg->data_dir,
@@ -377,6 +377,23 @@ static void op_free(struct dop *op)
     free(op);
 }
 
+/* Ring the storage thread from the main thread with a MSG_RING of our
+ * own (its ring has one submitter, itself); else it notices the stop
+ * within IDLE_WAIT_NS. */
+static void wake(struct dur *d)
+{
+    struct io_uring r;
+    struct io_uring_sqe *sqe;
+    struct io_uring_cqe *cqe;
+    if (io_uring_queue_init(2, &r, 0) < 0)
+        return;
+    sqe = io_uring_get_sqe(&r);
+    io_uring_prep_msg_ring(sqe, d->ring.ring_fd, 0, 0, 0);
+    if (io_uring_submit(&r) == 1)
+        io_uring_wait_cqe(&r, &cqe);
+    io_uring_queue_exit(&r);
+}
+
 /* See dur.h. Runs after every shard thread has been joined. */
 void dur_stop(struct server *srv)
 {
@@ -385,7 +402,7 @@ void dur_stop(struct server *srv)
     if (!d)
         return;
     atomic_store(&d->stop, true);
-    /* It notices within IDLE_WAIT_NS (it has no more work from shards). */
+    wake(d);
     pthread_join(d->thread, NULL);
     for (unsigned i = 0; i < srv->nshards; i++) {
         mpsc_push_chain(&srv->shards[i].dur_in, &d->out[i]);
