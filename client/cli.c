@@ -59,6 +59,8 @@ static void usage(FILE *f)
             "        else run until SIGINT/SIGTERM; --topic replays the topic's\n"
             "        stored messages from --start (default new), then goes on live,\n"
             "        printing '[#n] subject seq=N: payload'\n"
+            "  cluster [--json]\n"
+            "        this node's routes: peer node, address, state, interest, messages\n"
             "  req SUBJECT MESSAGE [--timeout MS]\n"
             "        send a request and print the reply payload (default timeout 2000)\n"
             "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]\n"
@@ -444,6 +446,87 @@ static int cmd_req(const char *server, int argc, char **argv)
     return rc;
 }
 
+/* ---- cluster ---- */
+
+/* Copy the JSON string value of "key" inside obj[0..len) into out. */
+static void json_str(const char *obj, size_t len, const char *key, char *out, size_t cap)
+{
+    char pat[32];
+    const char *p, *e;
+    size_t n;
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    out[0] = '\0';
+    p = memmem(obj, len, pat, strlen(pat));
+    if (!p)
+        return;
+    p += strlen(pat);
+    if (*p == '"') {
+        p++;
+        e = memchr(p, '"', len - (size_t)(p - obj));
+    } else {
+        for (e = p; e < obj + len && *e != ',' && *e != '}'; e++)
+            ;
+    }
+    if (!e)
+        return;
+    n = (size_t)(e - p) < cap - 1 ? (size_t)(e - p) : cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* ringmq cluster [--json]: the node's routes, from $SYS.REQ.CLUSTER. */
+static int cmd_cluster(const char *server, int argc, char **argv)
+{
+    bool json = argc == 1 && strcmp(argv[0], "--json") == 0;
+    rmq_client *c;
+    rmq_msg *reply;
+    int rc;
+    if (argc > 1 || (argc == 1 && !json))
+        return cli_bad_usage("cluster: want no argument or --json%s", "");
+    if ((rc = cli_connect(server, "ringmq-cluster", &c)) != 0)
+        return rc;
+    rc = rmq_request(c, "$SYS.REQ.CLUSTER", NULL, 0, 2000, &reply);
+    if (rc < 0) {
+        rmq_close(c);
+        return rc == -ETIMEDOUT ? CLI_EXIT_TIMEOUT : cli_fail("cluster", rc);
+    }
+    if (json) {
+        fwrite(rmq_msg_data(reply), 1, rmq_msg_len(reply), stdout);
+        fputc('\n', stdout);
+    } else {
+        const char *d = rmq_msg_data(reply), *end = d + rmq_msg_len(reply), *r;
+        char node[80], cl[80], listen[300];
+        json_str(d, rmq_msg_len(reply), "node", node, sizeof(node));
+        json_str(d, rmq_msg_len(reply), "cluster", cl, sizeof(cl));
+        json_str(d, rmq_msg_len(reply), "listen", listen, sizeof(listen));
+        if (!node[0]) {
+            printf("not a cluster node (no --cluster-listen)\n");
+        } else {
+            printf("node %s of cluster %s, routes on %s\n", node, cl, listen);
+            printf("%-16s %-24s %-4s %-11s %9s %12s %12s\n", "NODE", "ADDRESS", "DIR", "STATE",
+                   "INTEREST", "MSGS_IN", "MSGS_OUT");
+            r = memmem(d, rmq_msg_len(reply), "\"routes\":[", 10);
+            while (r && (r = memchr(r, '{', (size_t)(end - r))) != NULL) {
+                const char *close = memchr(r, '}', (size_t)(end - r));
+                char f[7][300];
+                static const char *const keys[] = {"node",     "addr",    "dir",     "state",
+                                                   "interest", "msgs_in", "msgs_out"};
+                if (!close)
+                    break;
+                for (int k = 0; k < 7; k++)
+                    json_str(r, (size_t)(close - r), keys[k], f[k], sizeof(f[k]));
+                printf("%-16s %-24s %-4s %-11s %9s %12s %12s\n", f[0][0] ? f[0] : "-", f[1], f[2],
+                       f[3], f[4], f[5], f[6]);
+                r = close + 1;
+            }
+        }
+    }
+    fflush(stdout);
+    rmq_msg_free(reply);
+    rmq_close(c);
+    return CLI_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     const char *server = getenv("RINGMQ_SERVER");
@@ -498,5 +581,7 @@ int main(int argc, char **argv)
         return cli_consume(server, argc - i, argv + i);
     if (strcmp(cmd, "consumer") == 0)
         return cli_consumer(server, argc - i, argv + i);
+    if (strcmp(cmd, "cluster") == 0)
+        return cmd_cluster(server, argc - i, argv + i);
     return cli_bad_usage("unknown command '%s'", cmd);
 }
