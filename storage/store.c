@@ -12,18 +12,23 @@
  *   topics     id u32              -> definition (see store_topic.c)
  *   tnames     name                -> id u32
  *   tstate     id u32              -> msgs | bytes | first_seq | last_seq | first_ts | last_ts
- *   msgs       id u32 | seq u64    -> ts u64 | payload bytes
+ *   msgs       id u32 | seq u64    -> chunk: count u32 | {ts u64 | end u32} x count | payloads
  *   dedup      id u32 | dedup id   -> ts u64 | seq u64
  *   dedupts    id u32 | ts u64 | dedup id -> ""   (dedup ids in expiry order)
  *   consumers  id u32 | name       -> consumer record (see store_consumer.c)
  *
- *   msgs of topic 7:   [7|1][7|2][7|3] ... [7|n]  contiguous: only the head
- *                       ^first_seq          ^last_seq   is ever deleted
+ *   msgs of topic 7:   [7|1: 1..256][7|257: 257..300][7|301: 301] ...
+ *                             ^first_seq (may be inside a chunk)  ^last_seq
+ *
+ * A chunk holds the consecutive messages of one topic from one append
+ * batch (at most 256 and 1 MiB of payload; see store_internal.h). Seqs
+ * first_seq..last_seq are contiguous: only the head is ever dropped, by
+ * advancing first_seq, and a chunk is deleted once none of it is live.
  *
  * There is no separate time index: timestamps are non-decreasing within a
  * topic (store_append.c raises a lower one), and seqs are contiguous, so
- * store_seq_at_time() binary-searches the seqs. That saves one B-tree
- * insert per message.
+ * store_seq_at_time() binary-searches the seqs (each probe: one chunk
+ * seek, then the chunk's index).
  *
  * Threads: the writer thread owns the topic cache (struct tmem) and runs
  * every write txn; readers on any thread open short read txns under
@@ -302,8 +307,11 @@ int store_grow(struct store *s)
     return 0;
 }
 
+static int bump_txn(struct wtxn *w, void *arg);
+
 /*
- * Run fn in a write txn and commit, growing the map and rerunning fn on
+ * Run fn in a write txn and commit, growing the map (or, at the cap,
+ * committing store_bump() after a deletion) and rerunning fn on
  * MDB_MAP_FULL. fn must leave no trace outside the txn (it may run more
  * than once). Returns 0 or a translated code. Writer thread.
  */
@@ -327,6 +335,9 @@ int store_write(struct store *s, int (*fn)(struct wtxn *w, void *arg), void *arg
             before = s->map_size;
             continue;
         }
+        /* Pages the last txn freed become reusable after one more commit. */
+        if (rc == MDB_MAP_FULL && s->freed && fn != bump_txn && store_bump(s) == 0)
+            continue;
         if (rc == MDB_MAP_FULL && reserve && !in_reserve && s->map_size < s->map_max &&
             map_set(s, s->map_max) == 0) {
             in_reserve = true;
@@ -645,6 +656,7 @@ static void store_free(struct store *s)
     pthread_rwlock_destroy(&s->map_lock);
     free(s->topics);
     free(s->purge);
+    free(s->pend);
     free(s);
 }
 
@@ -679,6 +691,7 @@ int store_open(const struct store_opts *o, struct store **out, char *err, size_t
     struct store *s;
     struct stat st;
     MDB_envinfo ei;
+    MDB_stat ms;
     MDB_txn *txn;
     unsigned flags = MDB_NOTLS;
     int rc;
@@ -775,6 +788,13 @@ int store_open(const struct store_opts *o, struct store **out, char *err, size_t
     }
     if (mdb_env_info(s->env, &ei) == 0 && ei.me_mapsize > s->map_size)
         s->map_size = ei.me_mapsize;
+    s->psize = 4096;
+    if (mdb_env_stat(s->env, &ms) == 0 && ms.ms_psize >= 512)
+        s->psize = ms.ms_psize;
+    /* LMDB 0.9 me_nodemax, less the leaf node header and our key. */
+    s->inline_max =
+        (((s->psize - LMDB_PAGE_HDR) / 2) & ~(size_t)1) - 2 - LMDB_LEAF_NODE - MSG_KEY_LEN;
+    s->inline_cap = s->psize / 4 - LMDB_LEAF_NODE - MSG_KEY_LEN - 2;
     if (s->map_soft < s->map_size)
         s->map_soft = s->map_size;
     if (s->map_max < s->map_soft)

@@ -1,89 +1,120 @@
 /*
  * store_append.c - group commit: a batch of messages (any mix of topics)
- * in one write transaction, with seq assignment, deduplication and
- * count/bytes retention applied inside that same transaction.
+ * in one write transaction, with seq assignment, deduplication, chunking
+ * and count/bytes retention applied inside that same transaction.
  *
- * Per entry, in batch order (t = the entry's topic, st = t's state):
+ * Pass 1, per entry in batch order (t = the entry's topic, st = t's state):
  *
  *   check topic/lengths --fail--> entry rc, nothing written, next entry
  *   ts  = max(entry ts, st.last_ts)              (time never goes back)
  *   dedup id, window > 0?  (t|id) in dedup and ts - its ts < window
  *                              --yes--> duplicate, original seq, next entry
- *   seq = st.last_seq + 1
- *   msgs    (t|seq)       <- ts | payload           (MDB_RESERVE, one copy)
+ *   seq = st.last_seq + 1, st.msgs/bytes/last_* updated
  *   dedup   (t|id)        <- ts | seq
  *   dedupts (t|ts|id)     <- ""
- *   while over max_msgs or max_bytes: delete msgs (t|st.first_seq)
+ *   entry joins t's pending list (struct pend_ent: next, ts)
  *
- * then tstate records of the touched topics, then one commit.
+ * Pass 2, per touched topic: its pending entries, in order, are packed
+ * into chunks of at most CHUNK_MSGS_MAX entries and CHUNK_DATA_MAX
+ * payload bytes (a bigger message alone), each one put with MDB_RESERVE
+ * (one copy) and, while t's keys sort last, MDB_APPEND:
  *
- * Map full: the txn is aborted (LMDB cannot continue a failed txn), the
- * map doubled and the whole batch redone. At map_max the batch is redone
- * as its longest prefix that fits (shorter on each failure) and the
- * entries after it fail with RMQ_ESTOREFULL:
+ *   batch  [a1 b1 a2 a3 b2 ... a300]   ->  msgs (a|1): a1..a256
+ *                                           msgs (a|257): a257..a300
+ *                                           msgs (b|1): b1 b2 ...
  *
- *   attempt 1:  [e0 e1 e2 e3 e4 e5 e6 e7]   MAP_FULL at e5, cannot grow
- *   attempt 2:  [e0 e1 e2 e3 e4]            committed
- *   result:      0  0  0  0  0  FULL FULL FULL
+ * Pass 3, per touched topic: while over max_msgs or max_bytes, drop the
+ * oldest message (msgs_trim(): advance first_seq; delete a chunk once
+ * none of its entries is live). Trimming once after the batch gives the
+ * same result as trimming after each entry: both drop the shortest head
+ * that brings the topic within its limits. Then tstate records, commit.
  *
- * MDB_TXN_FULL (too many dirty pages for one txn) also shortens the
- * attempt, but the rest then goes on in the next txn instead of failing.
+ * A batch never merges into the topic's last chunk from an earlier
+ * commit: that chunk's pages are not dirty in this txn, so LMDB would
+ * copy it whole (up to 1 MiB) to add one message, and a growing last
+ * record forces middle page splits that leave leaf pages half empty.
+ * A one-message batch therefore makes a one-entry chunk, which costs
+ * what the old one-record-per-message layout cost (README.md, measured).
+ *
+ * Map full (at map_max) or MDB_TXN_FULL: the txn is aborted (LMDB cannot
+ * continue a failed txn) and the longest prefix of the batch that fits
+ * is found by binary search with probe txns that are aborted instead of
+ * committed (no I/O), then committed; a prefix may end inside what would
+ * have been one chunk. With MAP_FULL the entries after it fail with
+ * RMQ_ESTOREFULL, and since the failed attempts were aborted, nothing of
+ * them is visible:
+ *
+ *   attempt:  [e0 e1 e2 e3 e4 e5 e6 e7]   MAP_FULL (a chunk holding e0..e7)
+ *   probes:   [e0 e1 e2 e3] ok, [e0..e5] full, [e0..e4] ok
+ *   commit:   [e0 e1 e2 e3 e4]
+ *   result:    0  0  0  0  0  FULL FULL FULL
+ *
+ * With MDB_TXN_FULL the rest goes on in the next txn instead of failing.
  *
  * Only the writer thread runs this file.
  */
 #include "store_internal.h"
 
-#define APPEND_REARM 4096 /* non-APPEND puts before MDB_APPEND is tried again */
+#include <stdlib.h>
 
-/* Payload length stored in a msgs value, or STORE_ECORRUPT. */
-static int msg_len(const MDB_val *v, size_t *len)
+#define APPEND_REARM 64 /* plain chunk puts before MDB_APPEND is tried again */
+#define NONE SIZE_MAX
+
+static bool trim_due(const struct tmem *t, uint64_t age_cutoff, bool limits)
 {
-    if (v->mv_size < MSG_HDR_LEN)
-        return STORE_ECORRUPT;
-    *len = v->mv_size - MSG_HDR_LEN;
-    return 0;
+    if (limits && ((t->max_msgs != 0 && t->st.msgs > t->max_msgs) ||
+                   (t->max_bytes != 0 && t->st.bytes > t->max_bytes)))
+        return true;
+    return age_cutoff != 0 && t->st.first_ts < age_cutoff;
 }
 
 /*
- * Delete t's oldest message (t has one and is touched) and update t->st.
- * mc is a DB_MSGS cursor of w. 0 or an LMDB/store code. Writer thread.
+ * Drop messages from t's head while due (see store_internal.h): first_seq
+ * advances, msgs and bytes go down by exactly the dropped messages, and a
+ * chunk whose entries are all dropped is deleted. 0 or an LMDB/store
+ * code. Writer thread.
  */
-int msg_delete_first(struct wtxn *w, struct tmem *t, MDB_cursor *mc)
+int msgs_trim(struct wtxn *w, struct tmem *t, MDB_cursor *mc, uint64_t age_cutoff, bool limits,
+              size_t budget, size_t *dropped, bool *freed)
 {
-    uint8_t key[MSG_KEY_LEN];
-    MDB_val k = {sizeof(key), key}, v;
-    size_t len;
+    struct chunk c;
+    uint32_t j, len;
     int rc;
 
-    (void)w;
-    msg_key(key, t->id, t->st.first_seq);
-    rc = mdb_cursor_get(mc, &k, &v, MDB_SET_KEY);
-    if (rc == MDB_NOTFOUND)
-        return STORE_ECORRUPT; /* the state says it is there */
-    if (rc == 0)
-        rc = msg_len(&v, &len);
-    if (rc == 0)
+    while (t->st.msgs > 0 && *dropped < budget && trim_due(t, age_cutoff, limits)) {
+        wtxn_touch(w, t);
+        rc = chunk_seek(mc, t->id, t->st.first_seq, &c);
+        if (rc != 0)
+            return rc;
+        j = (uint32_t)(t->st.first_seq - c.first);
+        while (j < c.count && t->st.msgs > 0 && *dropped < budget &&
+               trim_due(t, age_cutoff, limits)) {
+            len = chunk_end(&c, j) - chunk_start(&c, j);
+            t->st.msgs--;
+            t->st.bytes = t->st.bytes >= len ? t->st.bytes - len : 0;
+            t->st.first_seq++;
+            (*dropped)++;
+            if (++j < c.count)
+                t->st.first_ts = chunk_ts(&c, j);
+        }
+        if (t->st.msgs == 0) {
+            t->st.first_seq = t->st.last_seq + 1;
+            t->st.first_ts = 0;
+            t->st.bytes = 0;
+        } else if (j < c.count) {
+            break; /* the chunk still holds live entries */
+        }
         rc = mdb_cursor_del(mc, 0);
-    if (rc != 0)
-        return rc;
-    t->st.msgs--;
-    t->st.bytes = t->st.bytes >= len ? t->st.bytes - len : 0;
-    t->st.first_seq++;
-    if (t->st.msgs == 0) {
-        t->st.first_seq = t->st.last_seq + 1;
-        t->st.first_ts = 0;
-        t->st.bytes = 0;
-        return 0;
+        if (rc != 0)
+            return rc;
+        *freed = true;
+        if (t->st.msgs == 0)
+            break;
+        rc = chunk_seek(mc, t->id, t->st.first_seq, &c);
+        if (rc != 0)
+            return rc;
+        t->st.first_ts = chunk_ts(&c, (uint32_t)(t->st.first_seq - c.first));
     }
-    msg_key(key, t->id, t->st.first_seq);
-    k.mv_data = key;
-    k.mv_size = sizeof(key);
-    rc = mdb_cursor_get(mc, &k, &v, MDB_SET_KEY);
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size < MSG_HDR_LEN))
-        return STORE_ECORRUPT;
-    if (rc != 0)
-        return rc;
-    t->st.first_ts = get_be64(v.mv_data);
     return 0;
 }
 
@@ -184,17 +215,17 @@ static int dedup_store(struct wtxn *w, struct tmem *t, const struct store_append
 }
 
 /*
- * Apply one entry in w. Entry-level failures go to e->rc and return 0;
- * a non-zero return is an LMDB/store code that dooms the whole txn.
+ * Pass 1 for entry i (e = &a[i]) in w. Entry-level failures go to e->rc
+ * and return 0; a non-zero return is an LMDB/store code that dooms the
+ * whole txn. An accepted entry joins its topic's pending list.
  */
-static int append_one(struct wtxn *w, MDB_cursor *mc, struct store_append *e, bool *deleted)
+static int append_one(struct wtxn *w, struct store_append *e, size_t i)
 {
-    uint8_t key[MSG_KEY_LEN], dkey[4 + STORE_DEDUP_ID_MAX];
-    struct tmem *t = topic_find(w->s, e->topic);
-    MDB_val k = {sizeof(key), key}, v;
+    uint8_t dkey[4 + STORE_DEDUP_ID_MAX];
+    struct store *s = w->s;
+    struct tmem *t = topic_find(s, e->topic);
     bool dedup, dup;
     uint64_t ts, seq;
-    unsigned flags;
     int rc;
 
     e->rc = entry_check(t, e);
@@ -214,31 +245,18 @@ static int append_one(struct wtxn *w, MDB_cursor *mc, struct store_append *e, bo
 
     wtxn_touch(w, t);
     seq = t->st.last_seq + 1;
-    msg_key(key, t->id, seq);
-    flags = MDB_RESERVE;
-    if (t->append_hint)
-        flags |= MDB_APPEND;
-    v.mv_size = MSG_HDR_LEN + e->len;
-    rc = mdb_cursor_put(mc, &k, &v, flags);
-    if (rc == MDB_KEYEXIST && (flags & MDB_APPEND)) {
-        /* Another topic's keys sort after ours: a plain insert. */
-        t->append_hint = false;
-        v.mv_size = MSG_HDR_LEN + e->len;
-        rc = mdb_cursor_put(mc, &k, &v, MDB_RESERVE);
-    }
-    if (rc != 0)
-        return rc;
-    put_be64(v.mv_data, ts);
-    if (e->len > 0)
-        memcpy((uint8_t *)v.mv_data + MSG_HDR_LEN, e->data, e->len);
-    if (!t->append_hint && (seq & (APPEND_REARM - 1)) == 0)
-        t->append_hint = true;
-
     if (dedup) {
         rc = dedup_store(w, t, e, ts, seq, dkey);
         if (rc != 0)
             return rc;
     }
+    s->pend[i].next = NONE;
+    s->pend[i].ts = ts;
+    if (t->pend_first == NONE)
+        t->pend_first = i;
+    else
+        s->pend[t->pend_last].next = i;
+    t->pend_last = i;
     t->st.msgs++;
     t->st.bytes += e->len;
     if (t->st.msgs == 1) {
@@ -247,31 +265,178 @@ static int append_one(struct wtxn *w, MDB_cursor *mc, struct store_append *e, bo
     }
     t->st.last_seq = seq;
     t->st.last_ts = ts;
-    while ((t->max_msgs != 0 && t->st.msgs > t->max_msgs) ||
-           (t->max_bytes != 0 && t->st.bytes > t->max_bytes)) {
-        rc = msg_delete_first(w, t, mc);
-        if (rc != 0)
-            return rc;
-        *deleted = true;
-    }
     e->seq = seq;
     return 0;
 }
 
 /*
- * One attempt: entries a[0..k) in one txn, committed. On failure returns
- * the LMDB/store code with *fail_at = the entry that hit it (k if it was
- * the commit); the txn is gone and the cache restored.
+ * Put one chunk of t: c pending entries from a[i] on (data payload bytes
+ * in all), keyed by a[i].seq. 0 or an LMDB code.
  */
-static int batch_txn(struct store *s, struct store_append *a, size_t k, size_t *fail_at)
+static int chunk_put(struct wtxn *w, MDB_cursor *mc, struct tmem *t, const struct store_append *a,
+                     size_t i, uint32_t c, size_t data)
 {
-    bool deleted = false;
-    struct wtxn w;
-    MDB_cursor *mc;
-    size_t i;
+    const struct pend_ent *pend = w->s->pend;
+    uint8_t key[MSG_KEY_LEN], *p, *d;
+    MDB_val k = {sizeof(key), key}, v;
+    size_t size = CHUNK_HDR_LEN + (size_t)c * CHUNK_IDX_LEN + data;
+    uint32_t j, end = 0;
     int rc;
 
-    *fail_at = 0;
+    msg_key(key, t->id, a[i].seq);
+    v.mv_size = size;
+    rc = mdb_cursor_put(mc, &k, &v, MDB_RESERVE | (t->append_hint ? MDB_APPEND : 0));
+    if (rc == MDB_KEYEXIST && t->append_hint) {
+        /* Another topic's keys sort after ours: a plain insert. */
+        t->append_hint = false;
+        t->append_misses = 0;
+        v.mv_size = size;
+        rc = mdb_cursor_put(mc, &k, &v, MDB_RESERVE);
+    }
+    if (rc != 0)
+        return rc;
+    if (!t->append_hint && ++t->append_misses >= APPEND_REARM)
+        t->append_hint = true;
+    p = v.mv_data;
+    put_be32(p, c);
+    p += CHUNK_HDR_LEN;
+    d = p + (size_t)c * CHUNK_IDX_LEN;
+    for (j = 0; j < c; j++, i = pend[i].next) {
+        if (a[i].len > 0)
+            memcpy(d + end, a[i].data, a[i].len);
+        end += (uint32_t)a[i].len;
+        put_be64(p, pend[i].ts);
+        put_be32(p + 8, end);
+        p += CHUNK_IDX_LEN;
+    }
+    return 0;
+}
+
+static size_t chunk_size(uint32_t c, size_t data)
+{
+    return CHUNK_HDR_LEN + (size_t)c * CHUNK_IDX_LEN + data;
+}
+
+/* Bytes a msgs value of v bytes occupies: its share of a leaf page, or whole overflow pages. */
+static size_t val_cost(const struct store *s, size_t v)
+{
+    if (v <= s->inline_max)
+        return v + LMDB_LEAF_NODE + MSG_KEY_LEN;
+    return (v + LMDB_PAGE_HDR + s->psize - 1) / s->psize * s->psize;
+}
+
+/*
+ * How many of the c entries (data payload bytes) from a[i] on to put in
+ * the next chunk (see store_internal.h): all of them, a prefix of at most
+ * inline_cap bytes when they would not fill a page, or a prefix that
+ * fills whole overflow pages when the rest then costs less on its own
+ * (rest that fits leaf nodes: its bytes; else its overflow pages).
+ * *taken_data gets the prefix's payload bytes.
+ */
+static uint32_t chunk_cut(const struct store *s, const struct store_append *a, size_t i, uint32_t c,
+                          size_t data, size_t *taken_data)
+{
+    const struct pend_ent *pend = s->pend;
+    size_t v = chunk_size(c, data), target, d = 0, rest, pages, first = i;
+    uint32_t k = 0, j;
+    bool rest_inline = true;
+
+    *taken_data = data;
+    if (v <= s->inline_cap)
+        return c;
+    pages = (v + LMDB_PAGE_HDR) / s->psize;
+    target = pages > 0 ? pages * s->psize - LMDB_PAGE_HDR : s->inline_cap;
+    for (j = 0; j < c; j++, i = pend[i].next) {
+        if (k == j && chunk_size(k + 1, d + a[i].len) <= target) {
+            d += a[i].len;
+            k++;
+        } else if (chunk_size(1, a[i].len) > s->inline_max) {
+            rest_inline = false;
+        }
+    }
+    if (k == c)
+        return c;
+    if (k == 0) {
+        /* The first entry alone is over target: alone, unless overflow pages suit it. */
+        if (pages == 0 && chunk_size(1, a[first].len) <= s->inline_max) {
+            *taken_data = a[first].len;
+            return 1;
+        }
+        return c;
+    }
+    if (pages > 0) {
+        rest = chunk_size(c - k, data - d);
+        if (rest_inline)
+            rest += (rest / s->inline_cap + 1) * (LMDB_LEAF_NODE + MSG_KEY_LEN + 2);
+        else
+            rest = val_cost(s, rest);
+        if (val_cost(s, chunk_size(k, d)) + rest >= val_cost(s, v))
+            return c;
+    }
+    *taken_data = d;
+    return k;
+}
+
+/*
+ * Pass 2 for t: pack its pending entries into chunks. On failure
+ * *fail_hi is a prefix length known not to fit (the failing chunk's last
+ * entry + 1). 0 or an LMDB code.
+ */
+static int topic_flush(struct wtxn *w, MDB_cursor *mc, struct tmem *t, const struct store_append *a,
+                       size_t *fail_hi)
+{
+    const struct pend_ent *pend = w->s->pend;
+    size_t i = t->pend_first, j, last, data;
+    uint32_t c, n;
+    int rc;
+
+    while (i != NONE) {
+        for (j = i, c = 0, data = 0;
+             j != NONE && c < CHUNK_MSGS_MAX && (c == 0 || data + a[j].len <= CHUNK_DATA_MAX);
+             j = pend[j].next) {
+            data += a[j].len;
+            c++;
+        }
+        c = chunk_cut(w->s, a, i, c, data, &data);
+        for (j = i, last = i, n = 0; n < c; n++, j = pend[j].next)
+            last = j;
+        rc = chunk_put(w, mc, t, a, i, c, data);
+        if (rc != 0) {
+            *fail_hi = last + 1;
+            return rc;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+static void pend_reset(struct wtxn *w)
+{
+    struct tmem *t;
+
+    for (t = w->touched; t != NULL; t = t->touched_next) {
+        t->pend_first = NONE;
+        t->pend_last = NONE;
+    }
+}
+
+/*
+ * One attempt: entries a[0..k) in one txn, committed, or with probe set
+ * only tried and aborted (nothing written: the prefix fits). On failure
+ * returns the LMDB/store code with *fail_hi = a prefix length that does
+ * not fit (k if it was trimming or the commit); the txn is gone and the
+ * cache restored.
+ */
+static int batch_txn(struct store *s, struct store_append *a, size_t k, bool probe, size_t *fail_hi)
+{
+    bool freed = false;
+    struct wtxn w;
+    struct tmem *t;
+    MDB_cursor *mc;
+    size_t i, dropped = 0;
+    int rc;
+
+    *fail_hi = k;
     rc = wtxn_begin(s, &w);
     if (rc != 0)
         return rc;
@@ -280,19 +445,25 @@ static int batch_txn(struct store *s, struct store_append *a, size_t k, size_t *
         wtxn_abort(&w);
         return rc;
     }
-    for (i = 0; i < k; i++) {
-        rc = append_one(&w, mc, &a[i], &deleted);
-        if (rc != 0) {
-            *fail_at = i;
-            mdb_cursor_close(mc);
-            wtxn_abort(&w);
-            return rc;
-        }
+    for (i = 0; i < k && rc == 0; i++) {
+        rc = append_one(&w, &a[i], i);
+        if (rc != 0)
+            *fail_hi = i + 1;
     }
+    for (t = w.touched; t != NULL && rc == 0; t = t->touched_next) {
+        if (t->pend_first != NONE)
+            rc = topic_flush(&w, mc, t, a, fail_hi);
+    }
+    for (t = w.touched; t != NULL && rc == 0; t = t->touched_next)
+        rc = msgs_trim(&w, t, mc, 0, true, SIZE_MAX, &dropped, &freed);
+    pend_reset(&w);
     mdb_cursor_close(mc);
-    *fail_at = k;
+    if (rc != 0 || probe) {
+        wtxn_abort(&w);
+        return rc;
+    }
     rc = wtxn_commit(&w);
-    if (rc == 0 && deleted)
+    if (rc == 0 && freed)
         s->freed = true;
     return rc;
 }
@@ -311,6 +482,52 @@ static void fail_rest(struct store *s, struct store_append *a, size_t n, int rc)
     }
 }
 
+/* Room for n entries in s->pend. 0 or -ENOMEM. */
+static int pend_reserve(struct store *s, size_t n)
+{
+    struct pend_ent *np;
+
+    if (n <= s->pend_cap)
+        return 0;
+    if (n > SIZE_MAX / sizeof(*np))
+        return -ENOMEM;
+    np = realloc(s->pend, n * sizeof(*np));
+    if (np == NULL)
+        return -ENOMEM;
+    s->pend = np;
+    s->pend_cap = n;
+    return 0;
+}
+
+static bool is_full(int rc)
+{
+    return rc == MDB_MAP_FULL || rc == MDB_TXN_FULL;
+}
+
+/*
+ * The longest prefix of a[0..hi) that fits in one txn (hi does not), by
+ * probe txns. Returns 0 with *len (0: not even one entry fits) or a
+ * fatal LMDB/store code.
+ */
+static int prefix_search(struct store *s, struct store_append *a, size_t hi, size_t *len)
+{
+    size_t lo = 0, mid, fh;
+    int rc;
+
+    while (hi - lo > 1) {
+        mid = lo + (hi - lo) / 2;
+        rc = batch_txn(s, a, mid, true, &fh);
+        if (rc == 0)
+            lo = mid;
+        else if (is_full(rc))
+            hi = mid;
+        else
+            return rc;
+    }
+    *len = lo;
+    return 0;
+}
+
 /*
  * Append a batch in one txn (see store.h and the file comment). Returns 0
  * when every entry has rc 0, else the first failing entry's rc. Writer
@@ -323,25 +540,34 @@ int store_append_batch(struct store *s, struct store_append *a, size_t n)
 
     if (s == NULL || (a == NULL && n > 0))
         return -EINVAL;
+    rc = pend_reserve(s, n);
+    if (rc != 0) {
+        fail_rest(s, a, n, rc);
+        start = n;
+    }
     while (start < n) {
-        size_t k = n - start, fail_at;
+        size_t k = n - start, fail_hi, len;
         int shortened_by = 0;
 
         for (;;) {
-            rc = batch_txn(s, a + start, k, &fail_at);
+            rc = batch_txn(s, a + start, k, false, &fail_hi);
             if (rc == 0)
                 break;
             if (rc == MDB_MAP_FULL && store_grow(s) == 0)
                 continue;
             if (rc == MDB_MAP_FULL && s->freed && store_bump(s) == 0)
                 continue;
-            /* fail_at 0: the first entry alone does not fit, no prefix will. */
-            if ((rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) && k > 1 && fail_at > 0) {
-                shortened_by = rc;
-                k = fail_at < k ? fail_at : k / 2;
-                continue;
+            if (!is_full(rc))
+                break;
+            shortened_by = rc;
+            rc = prefix_search(s, a + start, fail_hi < k ? fail_hi : k, &len);
+            if (rc != 0)
+                break;
+            if (len == 0) {
+                rc = shortened_by; /* the first entry alone does not fit */
+                break;
             }
-            break;
+            k = len;
         }
         if (rc == MDB_TXN_FULL) {
             /* One entry alone is too big for a txn: fail it, go on. */

@@ -8,13 +8,16 @@
  *                     msgs (id|*), dedup (id|*), dedupts (id|*), then 'P'|id
  *   2. topics         round-robin from s->rr, so one topic's backlog does not
  *                     starve the others across calls; for each topic t:
- *                       a. age     msgs (t|first_seq) while ts < now - max_age
+ *                       a. age     messages from first_seq while ts < now - max_age
  *                       b. limits  count/bytes (appends enforce them already)
+ *                       (msgs_trim(): first_seq advances inside the head
+ *                       chunk; a chunk is deleted once none of it is live)
  *                       c. dedup   dedupts (t|ts|id) while ts < now - window,
  *                                  with the matching dedup (t|id)
  *
- * Messages are deleted from the head only, so a topic's stored seqs stay
- * contiguous (store_seq_at_time() relies on it). Deleting needs free pages
+ * The budget counts messages and dedup ids (a purged chunk counts as its
+ * messages). Messages are deleted from the head only, so a topic's stored
+ * seqs stay contiguous (store_seq_at_time() relies on it). Deleting needs free pages
  * too (copy-on-write): at map_max the budget is halved until a
  * transaction fits; only if even one deletion does not fit is
  * RMQ_ESTOREFULL returned.
@@ -29,40 +32,17 @@ struct ret_ctx {
     size_t deleted;
     size_t purged; /* purge-list entries finished (a prefix of s->purge) */
     size_t next_rr;
+    bool freed; /* pages were freed (a chunk or a record deleted) */
 };
 
-static int expire_age(struct wtxn *w, struct tmem *t, MDB_cursor *mc, struct ret_ctx *c)
+/* Age and count/bytes limits of t: drop its oldest messages (msgs_trim()). */
+static int expire_msgs(struct wtxn *w, struct tmem *t, MDB_cursor *mc, struct ret_ctx *c)
 {
-    uint64_t cutoff;
-    int rc;
+    uint64_t cutoff = 0;
 
-    if (t->max_age_ns == 0 || c->now <= t->max_age_ns)
-        return 0;
-    cutoff = c->now - t->max_age_ns;
-    while (t->st.msgs > 0 && t->st.first_ts < cutoff && c->deleted < c->budget) {
-        wtxn_touch(w, t);
-        rc = msg_delete_first(w, t, mc);
-        if (rc != 0)
-            return rc;
-        c->deleted++;
-    }
-    return 0;
-}
-
-static int expire_limits(struct wtxn *w, struct tmem *t, MDB_cursor *mc, struct ret_ctx *c)
-{
-    int rc;
-
-    while (((t->max_msgs != 0 && t->st.msgs > t->max_msgs) ||
-            (t->max_bytes != 0 && t->st.bytes > t->max_bytes)) &&
-           c->deleted < c->budget) {
-        wtxn_touch(w, t);
-        rc = msg_delete_first(w, t, mc);
-        if (rc != 0)
-            return rc;
-        c->deleted++;
-    }
-    return 0;
+    if (t->max_age_ns != 0 && c->now > t->max_age_ns)
+        cutoff = c->now - t->max_age_ns;
+    return msgs_trim(w, t, mc, cutoff, true, c->budget, &c->deleted, &c->freed);
 }
 
 static int expire_dedup(struct wtxn *w, struct tmem *t, struct ret_ctx *c)
@@ -145,6 +125,7 @@ static int retention_txn(struct wtxn *w, void *arg)
 
     c->deleted = 0;
     c->purged = 0;
+    c->freed = false;
     c->next_rr = s->rr;
     rc = purge_step(w, c);
     if (rc != 0 || n == 0)
@@ -155,9 +136,7 @@ static int retention_txn(struct wtxn *w, void *arg)
     for (j = 0; j < n && c->deleted < c->budget; j++) {
         struct tmem *t = &s->topics[(s->rr + j) % n];
 
-        rc = expire_age(w, t, mc, c);
-        if (rc == 0)
-            rc = expire_limits(w, t, mc, c);
+        rc = expire_msgs(w, t, mc, c);
         if (rc == 0)
             rc = expire_dedup(w, t, c);
         if (rc != 0)
@@ -198,7 +177,7 @@ int store_retention_run(struct store *s, uint64_t now_ns, size_t budget, size_t 
     }
     if (s->ntopics > 0)
         s->rr = c.next_rr % s->ntopics;
-    if (c.deleted > 0)
+    if (c.deleted > 0 || c.freed)
         s->freed = true;
     if (deleted != NULL)
         *deleted = c.deleted;

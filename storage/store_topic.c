@@ -180,6 +180,8 @@ static void cache_fill(struct tmem *t, uint32_t id, const struct store_topic_cfg
     memset(t, 0, sizeof(*t));
     t->id = id;
     t->append_hint = true;
+    t->pend_first = SIZE_MAX;
+    t->pend_last = SIZE_MAX;
     t->max_msgs = cfg->max_msgs;
     t->max_bytes = cfg->max_bytes;
     t->max_age_ns = cfg->max_age_ns;
@@ -386,10 +388,56 @@ int store_topic_add(struct store *s, const struct store_topic_cfg *cfg, uint32_t
 
 /* ---- Remove and purge ---- */
 
-/* Delete records of DB dbi whose key starts with the 4-byte topic id, at most budget. */
+/*
+ * Replace chunk (k, v) of topic id, under mc, by its entries r.. (r <
+ * count) keyed by first + r: the head of a purge that the budget cuts
+ * inside a chunk. 0, -ENOMEM or an LMDB/store code.
+ */
+static int chunk_cut_head(MDB_cursor *mc, uint32_t id, const MDB_val *k, const MDB_val *v,
+                          uint32_t r)
+{
+    uint8_t key[MSG_KEY_LEN], *p, *q;
+    MDB_val nk = {sizeof(key), key}, nv;
+    struct chunk c;
+    uint32_t j, base;
+    size_t tail;
+    int rc;
+
+    rc = chunk_decode(id, k, v, &c);
+    if (rc != 0 || r == 0 || r >= c.count)
+        return STORE_ECORRUPT;
+    base = chunk_start(&c, r);
+    tail = chunk_end(&c, c.count - 1) - base;
+    nv.mv_size = CHUNK_HDR_LEN + (size_t)(c.count - r) * CHUNK_IDX_LEN + tail;
+    p = malloc(nv.mv_size);
+    if (p == NULL)
+        return -ENOMEM;
+    put_be32(p, c.count - r);
+    for (j = r, q = p + CHUNK_HDR_LEN; j < c.count; j++, q += CHUNK_IDX_LEN) {
+        put_be64(q, chunk_ts(&c, j));
+        put_be32(q + 8, chunk_end(&c, j) - base);
+    }
+    memcpy(q, c.data + base, tail);
+    nv.mv_data = p;
+    msg_key(key, id, c.first + r);
+    rc = mdb_cursor_del(mc, 0);
+    if (rc == 0)
+        rc = mdb_cursor_put(mc, &nk, &nv, 0);
+    free(p);
+    return rc;
+}
+
+/*
+ * Delete records of DB dbi whose key starts with the 4-byte topic id, at
+ * most budget. In DB_MSGS a chunk counts as its messages; one that would
+ * pass the budget loses only its head (chunk_cut_head()), so the count is
+ * exact and *deleted == budget whenever something is left.
+ */
 static int delete_prefix(struct wtxn *w, MDB_dbi dbi, uint32_t id, size_t budget, size_t *deleted,
                          bool *left)
 {
+    bool chunks = dbi == w->s->dbi[DB_MSGS];
+    size_t cost = 1;
     uint8_t pfx[4];
     MDB_cursor *mc;
     MDB_val k, v;
@@ -416,18 +464,32 @@ static int delete_prefix(struct wtxn *w, MDB_dbi dbi, uint32_t id, size_t budget
             *left = true;
             break;
         }
+        if (chunks) {
+            /* A damaged chunk of a removed topic is deleted all the same. */
+            cost = v.mv_size >= CHUNK_HDR_LEN && get_be32(v.mv_data) > 0 ? get_be32(v.mv_data) : 1;
+            if (cost > budget - *deleted) {
+                rc = chunk_cut_head(mc, id, &k, &v, (uint32_t)(budget - *deleted));
+                if (rc == STORE_ECORRUPT)
+                    rc = mdb_cursor_del(mc, 0);
+                if (rc == 0)
+                    *deleted = budget;
+                *left = true;
+                break;
+            }
+        }
         rc = mdb_cursor_del(mc, 0);
         if (rc != 0)
             break;
-        (*deleted)++;
+        *deleted += cost;
     }
     mdb_cursor_close(mc);
     return rc;
 }
 
 /*
- * Delete up to budget records of removed topic id: messages, dedup ids
- * and their expiry entries; *done when none is left. 0 or LMDB code. Writer.
+ * Delete up to budget records of removed topic id: messages (a chunk
+ * counts as its messages), dedup ids and their expiry entries; *done when
+ * none is left. 0 or LMDB code. Writer.
  */
 int topic_purge_some(struct wtxn *w, uint32_t id, size_t budget, size_t *deleted, bool *done)
 {

@@ -2469,6 +2469,83 @@ START_TEST(test_durable_bad_topic_sub_with_queue)
 }
 END_TEST
 
+/* A full store (--store-max): publishes get STORE_FULL, the broker goes on,
+ * nothing acked is lost, and removing a topic makes room again. */
+START_TEST(test_durable_bad_store_full)
+{
+    struct tbroker b;
+    rmq_client *c;
+    rmq_topic_info ti;
+    struct it_coll col;
+    uint8_t buf[2000];
+    uint64_t acked = 0;
+    int rc = 0;
+
+    it_broker_start(&b, IT_ARGS("--store-map-size", "1M", "--store-max", "1M"));
+    c = it_client(b.addr, "full", NULL);
+    add1(c, "fill", "fill.>", NULL);
+    /* Bounded: 1 MiB holds fewer than 600 messages of 2000 bytes. */
+    for (uint64_t i = 1; i <= 2000; i++) {
+        rmq_pub_ack ack;
+        it_payload_fill(buf, sizeof(buf), i);
+        rc = rmq_publish_ack(c, "fill.x", buf, sizeof(buf), NULL, MS, &ack);
+        if (rc)
+            break;
+        ck_assert_uint_eq(ack.seq, i);
+        acked = i;
+    }
+    IT_CHECK(rc == RMQ_ESTOREFULL, "after %" PRIu64 " acks: %s (want RMQ_ESTOREFULL)", acked,
+             rmq_strerror(rc));
+    ck_assert_uint_gt(acked, 100);
+    /* Again: still a clear error, and core pub/sub is not affected. */
+    it_payload_fill(buf, sizeof(buf), acked + 1);
+    ck_assert_int_eq(rmq_publish_ack(c, "fill.x", buf, sizeof(buf), NULL, MS, NULL),
+                     RMQ_ESTOREFULL);
+    {
+        rmq_sub *s;
+        rmq_msg *m;
+        ck_assert_int_eq(rmq_subscribe_sync(c, "plain.x", NULL, &s), 0);
+        flush_ok(c);
+        ck_assert_int_eq(rmq_publish(c, "plain.x", "p", 1), 0);
+        ck_assert_int_eq(rmq_sub_next(s, MS, &m), 0);
+        rmq_msg_free(m);
+        rmq_unsubscribe(s);
+    }
+    /* Every acked message is there, in order. */
+    it_topic_info(c, "fill", &ti);
+    ck_assert_uint_eq(ti.msgs, acked);
+    ck_assert_uint_eq(ti.last_seq, acked);
+    it_coll_init(&col, acked + 10);
+    rc = it_topic_replay(c, "fill", acked, MS, 100, &col);
+    IT_CHECK(rc == 0 && col.n == acked, "replay: %s, %zu of %" PRIu64, rmq_strerror(rc), col.n,
+             acked);
+    for (size_t i = 0; i < col.n; i++)
+        IT_CHECK(col.m[i].seq == i + 1 &&
+                     it_payload_seq(col.m[i].data, col.m[i].len) == (int64_t)(i + 1),
+                 "replay[%zu] seq %" PRIu64, i, col.m[i].seq);
+    it_coll_free(&col);
+    /* Removing the topic frees the space (in the background if need be). */
+    ck_assert_int_eq(rmq_topic_rm(c, "fill", MS), 0);
+    {
+        const char *subj[] = {"again.>"};
+        rmq_topic_cfg cfg = {.name = "again", .subjects = subj, .nsubjects = 1};
+        uint64_t t0 = test_now_ms(), end = t0 + 5000;
+        do {
+            rc = rmq_topic_add(c, &cfg, MS, NULL);
+            if (rc == 0)
+                rc = rmq_publish_ack(c, "again.x", "ok", 2, NULL, MS, NULL);
+            if (rc == RMQ_ESTOREFULL)
+                usleep(100 * 1000);
+        } while (rc == RMQ_ESTOREFULL && test_now_ms() < end);
+        fprintf(stderr, "store full: %" PRIu64 " acked; room again %" PRIu64 " ms after topic rm\n",
+                acked, test_now_ms() - t0);
+    }
+    IT_CHECK(rc == 0, "topic add + publish after topic rm: %s", rmq_strerror(rc));
+    it_close(c);
+    it_broker_stop_ok(&b, 5000);
+}
+END_TEST
+
 static Suite *durable_suite(void)
 {
     Suite *s = suite_create("durable");
@@ -2547,6 +2624,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_durable_bad_client_vanishes_mid_frame);
     tcase_add_test(tc, test_durable_bad_storage_off);
     tcase_add_test(tc, test_durable_bad_topic_sub_with_queue);
+    tcase_add_test(tc, test_durable_bad_store_full);
     suite_add_tcase(s, tc);
     return s;
 }

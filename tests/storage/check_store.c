@@ -24,6 +24,13 @@
  *   limits     map growth, map full (prefix commits, RMQ_ESTOREFULL, usable
  *              after deletions), a 1,000-entry batch in one txn, big
  *              messages, readers on other threads during growth
+ *   chunks     the chunked message layout: chunk bounds (count, bytes, a
+ *              message over the bound), reads from inside and across
+ *              chunks with byte limits, retention cutting into a chunk
+ *              (exact counts and bytes), seq-by-time inside chunks, purge of
+ *              a topic with many chunks, map full inside a chunk, room
+ *              again right after removing a topic from a full store, the
+ *              old format version and a damaged chunk
  *
  * Random input is seeded from RMQ_TEST_SEED or the time; main() prints the
  * seed so that a failing run can be replayed.
@@ -1794,6 +1801,555 @@ START_TEST(test_store_readers_during_growth)
 }
 END_TEST
 
+/* ---- chunks ---- */
+
+/*
+ * Append n messages with lengths lens[0..n) to topic in one batch, at
+ * ts[i] (or ts0 + i when ts is NULL); payloads are payload(topic, first_seq + i).
+ */
+static int append_lens(struct store *s, uint32_t topic, size_t n, const size_t *lens,
+                       const uint64_t *ts, uint64_t ts0, uint64_t first_seq)
+{
+    struct store_append *a = calloc(n, sizeof(*a));
+    uint8_t **bufs = calloc(n, sizeof(*bufs));
+    size_t i;
+    int rc;
+
+    ck_assert(a != NULL && bufs != NULL);
+    for (i = 0; i < n; i++) {
+        bufs[i] = malloc(lens[i] ? lens[i] : 1);
+        ck_assert_ptr_nonnull(bufs[i]);
+        payload(bufs[i], lens[i], topic, first_seq + i);
+        a[i] = (struct store_append){
+            .topic = topic, .ts_ns = ts != NULL ? ts[i] : ts0 + i, .data = bufs[i], .len = lens[i]};
+    }
+    rc = store_append_batch(s, a, n);
+    for (i = 0; i < n; i++) {
+        if (rc == 0)
+            FAST_ASSERT(a[i].rc == 0 && a[i].seq == first_seq + i, "entry %zu: rc %d seq %" PRIu64,
+                        i, a[i].rc, a[i].seq);
+        free(bufs[i]);
+    }
+    free(bufs);
+    free(a);
+    return rc;
+}
+
+/* What chunk_scan() found in the "msgs" database. */
+struct chunk_stats {
+    size_t records;  /* chunk records */
+    size_t big;      /* records holding one message over the 1 MiB bound */
+    uint32_t max_n;  /* most messages in one record */
+    size_t max_data; /* most payload bytes in a record of more than one message */
+};
+
+/*
+ * Walk every chunk record with LMDB itself (after store_close()) and check
+ * the layout of store_internal.h: count u32 | {ts u64 | end u32} x count |
+ * data, ends non-decreasing and adding up, at most 256 messages and 1 MiB
+ * of data unless alone, and each topic's chunks contiguous in seq.
+ */
+static void chunk_scan(struct chunk_stats *cs)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *mc;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    uint32_t topic = 0, n, j, end, prev;
+    uint64_t next = 0;
+    const uint8_t *p;
+    int rc;
+
+    memset(cs, 0, sizeof(*cs));
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, g_path, MDB_RDONLY, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "msgs", 0, &dbi), 0);
+    ck_assert_int_eq(mdb_cursor_open(txn, dbi, &mc), 0);
+    for (rc = mdb_cursor_get(mc, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(mc, &k, &v, MDB_NEXT)) {
+        const uint8_t *kp = k.mv_data;
+        uint32_t t = (uint32_t)kp[0] << 24 | (uint32_t)kp[1] << 16 | (uint32_t)kp[2] << 8 | kp[3];
+        uint64_t first = 0;
+
+        ck_assert_uint_eq(k.mv_size, 12);
+        for (j = 4; j < 12; j++)
+            first = first << 8 | kp[j];
+        p = v.mv_data;
+        ck_assert_uint_ge(v.mv_size, 4);
+        n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        ck_assert(n >= 1 && n <= 256);
+        ck_assert_uint_ge(v.mv_size, 4 + 12 * (size_t)n);
+        for (j = 0, prev = 0; j < n; j++) {
+            const uint8_t *e = p + 4 + 12 * (size_t)j + 8;
+            end = (uint32_t)e[0] << 24 | (uint32_t)e[1] << 16 | (uint32_t)e[2] << 8 | e[3];
+            ck_assert_uint_ge(end, prev);
+            prev = end;
+        }
+        ck_assert_uint_eq(v.mv_size, 4 + 12 * (size_t)n + prev);
+        if (t == topic)
+            ck_assert_uint_eq(first, next); /* contiguous within a topic */
+        topic = t;
+        next = first + n;
+        cs->records++;
+        if (n > cs->max_n)
+            cs->max_n = n;
+        if (n > 1 && prev > cs->max_data)
+            cs->max_data = prev;
+        if (prev > (1u << 20)) {
+            ck_assert_uint_eq(n, 1);
+            cs->big++;
+        }
+    }
+    ck_assert_int_eq(rc, MDB_NOTFOUND);
+    mdb_cursor_close(mc);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+static size_t chunk_records(void)
+{
+    struct chunk_stats cs;
+
+    chunk_scan(&cs);
+    return cs.records;
+}
+
+/* Read from `from` with the limits; expect seqs want_first.., n of them, and next. */
+static void expect_read(struct store *s, uint32_t topic, uint64_t from, size_t max_msgs,
+                        size_t max_bytes, uint64_t want_first, size_t want_n, uint64_t want_next)
+{
+    struct seen r = {.topic = topic};
+    uint64_t next = 0;
+    ssize_t n;
+    size_t i;
+
+    n = store_read(s, topic, from, max_msgs, max_bytes, seen_fn, &r, &next);
+    ck_assert_msg(n == (ssize_t)want_n, "read(%" PRIu64 ", %zu, %zu) = %zd, want %zu", from,
+                  max_msgs, max_bytes, n, want_n);
+    ck_assert(!r.bad_payload);
+    for (i = 0; i < r.n; i++)
+        ck_assert_uint_eq(r.seqs[i], want_first + i);
+    ck_assert_uint_eq(next, want_next);
+    seen_free(&r);
+}
+
+START_TEST(test_store_chunk_bounds)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "chunky", 0, 0, 0, 0), u = topic_new(s, "big", 0, 0, 0, 0);
+    size_t *lens = calloc(600, sizeof(*lens)), i;
+    struct chunk_stats cs;
+    size_t recs = 0;
+
+    ck_assert_ptr_nonnull(lens);
+    /* 600 small messages in one batch: at least 3 chunks (256, 256, 88). */
+    for (i = 0; i < 600; i++)
+        lens[i] = 16;
+    ck_assert_int_eq(append_lens(s, t, 600, lens, NULL, 1, 1), 0);
+    recs += 3;
+    /* 300 x 4 KiB: at most 256 in the 1 MiB data bound, the rest goes on. */
+    for (i = 0; i < 300; i++)
+        lens[i] = 4096;
+    ck_assert_int_eq(append_lens(s, t, 300, lens, NULL, 1000, 601), 0);
+    recs += 2;
+    /* 300 x 5000 B: the data bound cuts first (at most 209 per chunk). */
+    for (i = 0; i < 300; i++)
+        lens[i] = 5000;
+    ck_assert_int_eq(append_lens(s, t, 300, lens, NULL, 2000, 901), 0);
+    recs += 2;
+    /* A message over the bound gets its own chunk, between two small ones. */
+    lens[0] = 10;
+    lens[1] = (2u << 20) + 3;
+    lens[2] = 10;
+    ck_assert_int_eq(append_lens(s, u, 3, lens, NULL, 1, 1), 0);
+    recs += 3;
+    /* One-message batches: one chunk each (no merge into the last chunk). */
+    lens[0] = 7;
+    for (i = 0; i < 5; i++)
+        ck_assert_int_eq(append_lens(s, t, 1, lens, NULL, 3000 + i, 1201 + i), 0);
+    recs += 5;
+    expect_range(s, t, 1, 1205);
+    expect_range(s, u, 1, 3);
+    /* The big one is delivered alone even past max_bytes, then the next. */
+    expect_read(s, u, 2, 10, 100, 2, 1, 3);
+    expect_read(s, u, 1, 10, 100, 1, 1, 2);
+    expect_read(s, u, 1, 10, 0, 1, 3, 4);
+    store_close(s);
+    /* At least the records the bounds force (chunks may be cut smaller to fit pages). */
+    chunk_scan(&cs);
+    ck_assert_uint_ge(cs.records, recs);
+    ck_assert_uint_le(cs.records, 2 * recs);
+    ck_assert_uint_eq(cs.big, 1);
+    ck_assert_uint_le(cs.max_n, 256);
+    ck_assert_uint_ge(cs.max_n, 200);
+    ck_assert_uint_le(cs.max_data, 1u << 20);
+    ck_assert_uint_gt(cs.max_data, 1000000);
+    s = open_store();
+    expect_range(s, t, 1, 1205);
+    store_close(s);
+    free(lens);
+}
+END_TEST
+
+START_TEST(test_store_chunk_reads)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "reads", 0, 0, 0, 0);
+    size_t lens[700], i, tot;
+    uint64_t seq;
+
+    /* Chunks [1..256] [257..512] [513..600] from one batch, then [601..700]. */
+    for (i = 0; i < 700; i++)
+        lens[i] = 1 + rng_below(200);
+    ck_assert_int_eq(append_lens(s, t, 600, lens, NULL, 1, 1), 0);
+    ck_assert_int_eq(append_lens(s, t, 100, lens + 600, NULL, 601, 601), 0);
+    /* Starting in the middle of a chunk, at its first and last entry, across chunks. */
+    expect_read(s, t, 100, 10, 0, 100, 10, 110);
+    expect_read(s, t, 256, 1, 0, 256, 1, 257);
+    expect_read(s, t, 256, 2, 0, 256, 2, 258);
+    expect_read(s, t, 257, 3, 0, 257, 3, 260);
+    expect_read(s, t, 250, 400, 0, 250, 400, 650);
+    expect_read(s, t, 590, 1000, 0, 590, 111, 701);
+    expect_read(s, t, 700, 5, 0, 700, 1, 701);
+    expect_read(s, t, 701, 5, 0, 0, 0, 701);
+    /* max_bytes inside a chunk: exactly five fit, or four with one byte less. */
+    for (seq = 10, tot = 0; seq < 15; seq++)
+        tot += lens[seq - 1];
+    expect_read(s, t, 10, 100, tot, 10, 5, 15);
+    expect_read(s, t, 10, 100, tot - 1, 10, 4, 14);
+    /* ... and across a chunk boundary. */
+    for (seq = 254, tot = 0; seq < 260; seq++)
+        tot += lens[seq - 1];
+    expect_read(s, t, 254, 100, tot, 254, 6, 260);
+    expect_read(s, t, 254, 100, tot - 1, 254, 5, 259);
+    /* The first message is delivered even if over max_bytes. */
+    expect_read(s, t, 300, 100, 1, 300, 1, 301);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_store_chunk_retention_partial)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "cnt", 300, 0, 0, 0), b = topic_new(s, "byt", 0, 20000, 0, 0);
+    struct store_topic_info info;
+    size_t lens[600], i;
+    uint64_t sum, seq, first;
+    struct chunk_stats cs;
+
+    for (i = 0; i < 600; i++)
+        lens[i] = 1 + rng_below(150);
+    /* 400 in one batch over max_msgs 300: the head chunk [1..256] keeps 157..256. */
+    ck_assert_int_eq(append_lens(s, t, 400, lens, NULL, 1, 1), 0);
+    expect_range(s, t, 101, 400);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    for (sum = 0, seq = 101; seq <= 400; seq++)
+        sum += lens[seq - 1];
+    ck_assert_uint_eq(info.msgs, 300);
+    ck_assert_uint_eq(info.bytes, sum);
+    ck_assert_uint_eq(info.first_ts_ns, 101);
+    /* Reads from 0 or inside the dead part start at first_seq, mid-chunk. */
+    expect_read(s, t, 0, 3, 0, 101, 3, 104);
+    expect_read(s, t, 50, 3, 0, 101, 3, 104);
+    ck_assert_int_eq(store_seq_at_time(s, t, 0, &seq), 0);
+    ck_assert_uint_eq(seq, 101);
+    ck_assert_int_eq(store_seq_at_time(s, t, 200, &seq), 0);
+    ck_assert_uint_eq(seq, 200);
+    /* 10 more: trims 10 more inside the same chunk. */
+    ck_assert_int_eq(append_lens(s, t, 10, lens + 400, NULL, 401, 401), 0);
+    expect_range(s, t, 111, 410);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    sum = sum - lens[100] - lens[101] - lens[102] - lens[103] - lens[104] - lens[105] - lens[106] -
+          lens[107] - lens[108] - lens[109];
+    for (i = 400; i < 410; i++)
+        sum += lens[i];
+    ck_assert_uint_eq(info.bytes, sum);
+    store_close(s);
+    s = open_store();
+    expect_range(s, t, 111, 410);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    ck_assert_uint_eq(info.bytes, sum);
+
+    /* Bytes: batches of 97 against max_bytes 20000, exact after each. */
+    first = 1;
+    for (seq = 1; seq <= 582; seq += 97) {
+        uint64_t total = 0;
+
+        ck_assert_int_eq(append_lens(s, b, 97, lens + seq - 1, NULL, seq, seq), 0);
+        ck_assert_int_eq(store_topic_info(s, b, &info), 0);
+        ck_assert_uint_le(info.bytes, 20000);
+        for (i = info.first_seq; i <= seq + 96; i++)
+            total += lens[i - 1];
+        ck_assert_uint_eq(info.bytes, total);
+        ck_assert_uint_eq(info.msgs, seq + 96 - info.first_seq + 1);
+        if (info.first_seq > 1)
+            ck_assert_uint_gt(total + lens[info.first_seq - 2], 20000);
+        ck_assert_uint_ge(info.first_seq, first);
+        first = info.first_seq;
+    }
+    expect_range(s, b, first, 582);
+    store_close(s);
+    chunk_scan(&cs);
+    ck_assert_uint_gt(cs.records, 0);
+}
+END_TEST
+
+START_TEST(test_store_chunk_retention_age_partial)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "age", 0, 0, 1000, 0);
+    struct store_topic_info info;
+    size_t lens[500], i, del;
+    uint64_t sum = 0;
+
+    for (i = 0; i < 500; i++)
+        lens[i] = 1 + rng_below(64);
+    ck_assert_int_eq(append_lens(s, t, 500, lens, NULL, 0, 1), 0);
+    /* now 1300: ts 0..299 expire; budget 70 cuts inside chunks. */
+    ck_assert_int_eq(store_retention_run(s, 1300, 70, &del), 0);
+    ck_assert_uint_eq(del, 70);
+    expect_range(s, t, 71, 500);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    ck_assert_uint_eq(info.first_ts_ns, 70);
+    for (i = 0; i < 4; i++)
+        ck_assert_int_eq(store_retention_run(s, 1300, 70, &del), 0);
+    ck_assert_uint_eq(del, 20); /* 70 + 4 x 70 would pass 300 */
+    ck_assert_int_eq(store_retention_run(s, 1300, 70, &del), 0);
+    ck_assert_uint_eq(del, 0);
+    expect_range(s, t, 301, 500);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    for (i = 300; i < 500; i++)
+        sum += lens[i];
+    ck_assert_uint_eq(info.bytes, sum);
+    ck_assert_uint_eq(info.first_ts_ns, 300);
+    /* Everything expires: the topic is empty and keeps its seqs. */
+    ck_assert_int_eq(store_retention_run(s, 100000, 0, &del), 0);
+    ck_assert_uint_eq(del, 200);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    ck_assert_uint_eq(info.msgs, 0);
+    ck_assert_uint_eq(info.bytes, 0);
+    ck_assert_uint_eq(info.first_seq, 501);
+    store_close(s);
+    ck_assert_uint_eq(chunk_records(), 0);
+}
+END_TEST
+
+START_TEST(test_store_chunk_seq_at_time)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "tt", 0, 0, 0, 0);
+    static uint64_t ts[1001];
+    size_t lens[1000], i;
+    uint64_t q, seq, want, j;
+    uint64_t in[1000];
+
+    /* Repeated timestamps that run across chunk and batch boundaries. */
+    for (i = 0; i < 1000; i++) {
+        lens[i] = rng_below(20);
+        in[i] = 100 + (i / 7) * 10;
+    }
+    ck_assert_int_eq(append_lens(s, t, 300, lens, in, 0, 1), 0);
+    ck_assert_int_eq(append_lens(s, t, 1, lens + 300, in + 300, 0, 301), 0);
+    ck_assert_int_eq(append_lens(s, t, 699, lens + 301, in + 301, 0, 302), 0);
+    for (i = 0; i < 1000; i++)
+        ts[i + 1] = in[i];
+    for (q = 0; q < 100 + 143 * 10 + 20; q += 3) {
+        want = 1001;
+        for (j = 1; j <= 1000; j++) {
+            if (ts[j] >= q) {
+                want = j;
+                break;
+            }
+        }
+        ck_assert_int_eq(store_seq_at_time(s, t, q, &seq), 0);
+        FAST_ASSERT(seq == want, "ts %" PRIu64 ": seq %" PRIu64 " want %" PRIu64, q, seq, want);
+    }
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_store_chunk_topic_rm_many)
+{
+    struct store *s = open_store();
+    uint32_t t = topic_new(s, "many", 0, 0, 0, 0), other = topic_new(s, "other", 0, 0, 0, 0);
+    struct store_env_info ei;
+    size_t del, total = 0;
+    int i, calls = 0;
+
+    /* 30 batches of 333: 60 chunks; the removal cuts one of them. */
+    for (i = 0; i < 30; i++)
+        ck_assert_int_eq(append_n(s, t, 333, 24, (uint64_t)i * 333, (uint64_t)i * 333 + 1), 0);
+    ck_assert_int_eq(append_n(s, other, 10, 16, 1, 1), 0);
+    ck_assert_int_eq(store_topic_rm(s, t), 0);
+    ck_assert_int_eq(store_env_info(s, &ei), 0);
+    ck_assert_uint_eq(ei.purging, 1);
+    do {
+        ck_assert_int_eq(store_retention_run(s, 1, 1000, &del), 0);
+        /* Exactly the budget while something is left: the caller knows to call again. */
+        if (total + del < 9990 - 4096)
+            ck_assert_uint_eq(del, 1000);
+        total += del;
+        calls++;
+    } while (del > 0 && calls < 100);
+    ck_assert_uint_eq(total, 9990 - 4096);
+    ck_assert_int_eq(store_env_info(s, &ei), 0);
+    ck_assert_uint_eq(ei.purging, 0);
+    expect_range(s, other, 1, 10);
+    store_close(s);
+    ck_assert_uint_eq(chunk_records(), 1);
+}
+END_TEST
+
+START_TEST(test_store_chunk_map_full_mid_batch)
+{
+    struct store_opts o = {
+        .dir = g_path, .fsync = STORE_FSYNC_NEVER, .map_size = 1u << 20, .map_max = 2u << 20};
+    struct store *s = open_opts(&o);
+    uint32_t t = topic_new(s, "fill", 0, 0, 0, 0);
+    struct store_topic_info info;
+    struct chunk_stats cs;
+    struct store_append a[256];
+    static uint8_t bufs[256][1024];
+    uint64_t next = 1;
+    int i, k, rc, cut = -1;
+
+    /* Batches of 256 x 1 KiB (one chunk each) until one is cut. */
+    for (i = 0; i < 100 && cut < 0; i++) {
+        for (k = 0; k < 256; k++) {
+            a[k] = (struct store_append){
+                .topic = t, .ts_ns = next + (uint64_t)k, .data = bufs[k], .len = sizeof(bufs[k])};
+            payload(bufs[k], sizeof(bufs[k]), t, next + (uint64_t)k);
+        }
+        rc = store_append_batch(s, a, 256);
+        for (k = 0; k < 256 && a[k].rc == 0; k++)
+            ck_assert_uint_eq(a[k].seq, next + (uint64_t)k);
+        for (int r = k; r < 256; r++) {
+            ck_assert_int_eq(a[r].rc, RMQ_ESTOREFULL);
+            ck_assert_uint_eq(a[r].seq, 0);
+        }
+        next += (uint64_t)k;
+        if (k < 256) {
+            ck_assert_int_eq(rc, RMQ_ESTOREFULL);
+            cut = k;
+        }
+    }
+    /* The cut falls inside what would have been one chunk. */
+    ck_assert_int_gt(cut, 0);
+    ck_assert_int_lt(cut, 256);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    ck_assert_uint_eq(info.msgs, next - 1);
+    ck_assert_uint_eq(info.bytes, (next - 1) * 1024);
+    expect_range(s, t, 1, next - 1);
+    /* Nothing of the failed part is visible, also after a reopen. */
+    store_close(s);
+    s = open_opts(&o);
+    expect_range(s, t, 1, next - 1);
+    ck_assert_int_eq(store_last_seq(s, t, &next), 0);
+    ck_assert_int_eq(store_topic_info(s, t, &info), 0);
+    ck_assert_uint_eq(info.last_seq, next);
+    store_close(s);
+    chunk_scan(&cs);
+    ck_assert_uint_gt(cs.records, 0);
+}
+END_TEST
+
+START_TEST(test_store_full_rm_then_add)
+{
+    struct store_opts o = {
+        .dir = g_path, .fsync = STORE_FSYNC_NEVER, .map_size = 1u << 20, .map_max = 1u << 20};
+    struct store *s = open_opts(&o);
+    uint32_t t = topic_new(s, "fill", 0, 0, 0, 0), u;
+    static uint8_t buf[3000];
+    struct store_append a;
+    uint64_t n = 0;
+    int rc;
+
+    /* One-page chunks (one message each) until full. */
+    for (;;) {
+        payload(buf, sizeof(buf), t, n + 1);
+        a = (struct store_append){.topic = t, .ts_ns = n + 1, .data = buf, .len = sizeof(buf)};
+        rc = store_append_batch(s, &a, 1);
+        if (rc != 0)
+            break;
+        n++;
+    }
+    ck_assert_int_eq(rc, RMQ_ESTOREFULL);
+    ck_assert_uint_gt(n, 100);
+    expect_range(s, t, 1, n);
+    /* The pages the removal frees are usable by the very next txns. */
+    ck_assert_int_eq(store_topic_rm(s, t), 0);
+    u = topic_new(s, "again", 0, 0, 0, 0);
+    ck_assert_int_eq(append_n(s, u, 10, 3000, 1, 1), 0);
+    expect_range(s, u, 1, 10);
+    store_close(s);
+}
+END_TEST
+
+static void poke_format_v1(MDB_txn *txn)
+{
+    uint8_t fmt[8] = {'R', 'M', 'Q', 'S', 0, 0, 0, 1};
+    MDB_val k = {6, "format"}, v = {8, fmt};
+    MDB_dbi dbi;
+
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+}
+
+/* The first chunk of topic 1 loses its last bytes: sizes no longer add up. */
+static void poke_chunk(MDB_txn *txn)
+{
+    uint8_t key[12] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
+    MDB_val k = {12, key}, v;
+    MDB_dbi dbi;
+    uint8_t *copy;
+
+    ck_assert_int_eq(mdb_dbi_open(txn, "msgs", 0, &dbi), 0);
+    ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+    copy = malloc(v.mv_size);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    v.mv_data = copy;
+    v.mv_size -= 1;
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    free(copy);
+}
+
+START_TEST(test_store_chunk_format_and_corrupt)
+{
+    struct store_opts o = {.dir = g_path, .fsync = STORE_FSYNC_NEVER};
+    struct seen r = {0};
+    struct store *s;
+    uint64_t seq;
+    uint32_t t;
+
+    /* A data dir of the one-record-per-message format is refused, not misread. */
+    make_store_with_data();
+    lmdb_poke(poke_format_v1);
+    open_fails(&o, STORE_EVERSION);
+
+    teardown();
+    setup();
+    make_store_with_data();
+    lmdb_poke(poke_chunk);
+    s = open_opts(&o);
+    ck_assert_int_eq(store_topic_get(s, "data", &t, NULL), 0);
+    ck_assert_uint_eq(t, 1);
+    r.topic = t;
+    ck_assert_int_eq(store_read(s, t, 0, 10, 0, seen_fn, &r, NULL), STORE_ECORRUPT);
+    ck_assert_uint_eq(r.n, 0);
+    ck_assert_int_eq(store_seq_at_time(s, t, 50, &seq), STORE_ECORRUPT);
+    /* Chunks after the damaged one still read. */
+    seen_free(&r);
+    r.topic = t;
+    ck_assert_int_eq(store_read(s, t, 1001, 10, 0, seen_fn, &r, NULL), 10);
+    seen_free(&r);
+    store_close(s);
+}
+END_TEST
+
 /* ---- Suite ---- */
 
 static Suite *store_suite(void)
@@ -1853,6 +2409,20 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_store_batch_1000_one_txn);
     tcase_add_test(tc, test_store_big_messages);
     tcase_add_test(tc, test_store_readers_during_growth);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("chunks");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 100);
+    tcase_add_test(tc, test_store_chunk_bounds);
+    tcase_add_test(tc, test_store_chunk_reads);
+    tcase_add_test(tc, test_store_chunk_retention_partial);
+    tcase_add_test(tc, test_store_chunk_retention_age_partial);
+    tcase_add_test(tc, test_store_chunk_seq_at_time);
+    tcase_add_test(tc, test_store_chunk_topic_rm_many);
+    tcase_add_test(tc, test_store_chunk_map_full_mid_batch);
+    tcase_add_test(tc, test_store_full_rm_then_add);
+    tcase_add_test(tc, test_store_chunk_format_and_corrupt);
     suite_add_tcase(s, tc);
     return s;
 }
