@@ -64,6 +64,8 @@ struct cluster {
     size_t json_len;
 };
 
+static void json_refresh(struct cluster *cl);
+
 /* ---- Main thread ---- */
 
 static int resolve(const char *hostport, struct sockaddr_storage *sa, socklen_t *salen)
@@ -169,6 +171,7 @@ int route_server_init(struct server *srv, char *err, size_t errlen)
         if (strcmp(t, cl->listen_addr) != 0 && !add_dial(cl, t, true))
             log_warn("cluster: cannot use route %s", t);
     srv->cluster = cl;
+    json_refresh(cl); /* answer $SYS.REQ.CLUSTER before the first tick */
     log_info("cluster %s: node %s, routes on %s", cfg->cluster_name, cl->node, cl->listen_addr);
     return 0;
 }

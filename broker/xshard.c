@@ -296,6 +296,8 @@ void xshard_sub_removed(struct shard *sh, const char *key, size_t klen)
 void xshard_peer_interest(struct shard *sh, uint16_t origin, const char *key, size_t klen, bool add)
 {
     struct server *srv = sh->srv;
+    if (!sh->stage)
+        return; /* after xshard_fini */
     interest_apply(sh, origin, key, klen, add);
     sh->bcast_seq++;
     for (unsigned d = 0; d < srv->nshards; d++) {
@@ -656,6 +658,7 @@ void xshard_fini(struct shard *sh)
     strmap_fini(&sh->lgroups);
     trie_free(sh->itrie);
     free(sh->stage);
+    sh->stage = NULL; /* routes freed after this (shard_fini) broadcast nothing */
     free(sh->tgt);
     free(sh->acked);
     free(sh->ptgt);
