@@ -6,7 +6,8 @@
  * broker is measured by the same code and prints the same report.
  *
  *   SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES] [--queue GROUP]
- *           [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]
+ *           [--latency] [--rate MSGS_PER_S] [--sub-servers HOST:PORT[,...]]
+ *           [--timeout MS] [--json]
  *   SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES] [--window W]
  *           [--duration MS] [--replay] [--rm] [--timeout MS] [--json]
  *
@@ -16,6 +17,15 @@
  *   1. S subscriber threads connect, subscribe (a callback that counts) and
  *      flush, so the server has every subscription before anyone publishes.
  *   2. P publisher threads connect and wait at a start gate.
+ *      With --sub-servers (subscribers on other servers, e.g. other nodes
+ *      of a cluster: subscriber i connects to entry i mod n of the list,
+ *      publishers to the server as always), the subscriptions reach the
+ *      publishers' server some time after the subscribers' flush (route
+ *      interest is asynchronous), so the main thread first publishes probe
+ *      messages (8 bytes, sequence number BENCH_PROBE_SEQ) on SUBJECT from
+ *      a connection of its own to that server, every BENCH_PROBE_EVERY_NS,
+ *      until every subscriber has one (at most BENCH_PROBE_MS, else the
+ *      setup fails). Subscribers count no probe, also one arriving late.
  *   3. The gate opens (t0). Publishers split N messages, publish (paced to
  *      --rate in total when it is set) and flush (tp = the last flush). The
  *      main thread watches the counters (and draws a progress bar on a
@@ -67,17 +77,23 @@
 #define BENCH_LAT_RATE 20000        /* default --rate with --latency */
 #define BENCH_LAT_MAX 50000000ull   /* latency samples kept, N*S at most */
 #define BENCH_DEFAULT_TIMEOUT 60000 /* ms */
+#define BENCH_SERVER_MAX 256        /* one --sub-servers entry, bytes */
+#define BENCH_PROBE_MS 5000         /* --sub-servers: every subscriber has a probe */
+#define BENCH_PROBE_EVERY_NS 5000000
+#define BENCH_PROBE_SEQ UINT64_MAX /* a probe's sequence number; never a message's */
 
 struct bench;
 
 struct bench_sub {
     struct bench *b;
     pthread_t th;
-    _Atomic uint64_t n;      /* messages received; written by one thread */
-    _Atomic uint64_t dups;   /* --queue: sequence numbers seen twice */
-    _Atomic int64_t last_ns; /* time of the last message */
-    _Atomic int down;        /* connection lost: the error, else 0 */
-    uint64_t *lat;           /* --latency: one-way latency samples in ns */
+    _Atomic uint64_t n;                /* messages received; written by one thread */
+    _Atomic uint64_t dups;             /* --queue: sequence numbers seen twice */
+    _Atomic int64_t last_ns;           /* time of the last message */
+    _Atomic int down;                  /* connection lost: the error, else 0 */
+    _Atomic bool probed;               /* --sub-servers: a probe message arrived */
+    char server[BENCH_SERVER_MAX + 1]; /* --sub-servers: this subscriber's server */
+    uint64_t *lat;                     /* --latency: one-way latency samples in ns */
     uint64_t nlat, lat_cap;
     int rc; /* setup error */
 };
@@ -120,6 +136,8 @@ struct bench {
     const char *server;
     const char *subject;
     const char *queue;
+    const char *sub_servers; /* --sub-servers LIST, else NULL */
+    uint64_t nsub_servers;   /* entries in it */
     uint64_t msgs, size, pubs, subs, timeout_ms, rate;
     bool json, latency;
     const char *topic;      /* --durable TOPIC, else NULL */
@@ -227,6 +245,10 @@ static void bench_sub_got(void *arg, const uint8_t *p, size_t len)
     int64_t now = bench_now_ns();
     uint64_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
 
+    if (b->sub_servers != NULL && len >= 8 && get_u64(p) == BENCH_PROBE_SEQ) {
+        atomic_store_explicit(&s->probed, true, memory_order_release);
+        return; /* not a message of the run */
+    }
     if (b->seen != NULL && len >= 8) {
         uint64_t seq = get_u64(p);
         if (seq < b->msgs) {
@@ -311,7 +333,7 @@ static void *sub_main(void *arg)
     struct bench_sub *s = arg;
     struct bench *b = s->b;
     const struct bench_transport *t = b->t;
-    struct bench_conn_opts o = {.server = b->server,
+    struct bench_conn_opts o = {.server = b->sub_servers ? s->server : b->server,
                                 .sub = true,
                                 .latency = b->latency,
                                 .down = bench_sub_down,
@@ -361,6 +383,46 @@ static void *pub_main(void *arg)
     atomic_store_explicit(&p->done, true, memory_order_release);
     t->close(conn);
     return NULL;
+}
+
+/*
+ * --sub-servers: publish probe messages on SUBJECT from a connection of
+ * its own to the publishers' server until every subscriber has had one
+ * (so the routes carry every subscriber's interest), at most
+ * BENCH_PROBE_MS. 0, or an error (printed when it is the timeout). Main
+ * thread, before the gate opens.
+ */
+static int bench_probe(struct bench *b, struct bench_sub *subs)
+{
+    const struct bench_transport *t = b->t;
+    struct bench_conn_opts o = {.server = b->server};
+    int64_t end = bench_now_ns() + (int64_t)BENCH_PROBE_MS * 1000000;
+    uint8_t probe[8];
+    void *conn = NULL;
+    bool all = b->subs == 0;
+    int rc = t->connect(&o, &conn);
+
+    put_u64(probe, BENCH_PROBE_SEQ);
+    while (rc == 0 && !all && bench_now_ns() < end) {
+        struct timespec next = ns_to_ts(bench_now_ns() + BENCH_PROBE_EVERY_NS);
+        rc = t->publish(conn, b->subject, probe, sizeof(probe), end);
+        if (rc == 0)
+            rc = t->flush(conn, ms_left(end));
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+            ;
+        all = true;
+        for (uint64_t i = 0; i < b->subs && all; i++)
+            all = atomic_load_explicit(&subs[i].probed, memory_order_acquire);
+    }
+    t->close(conn);
+    if (rc == 0 && !all) {
+        fprintf(stderr,
+                "%s: bench: --sub-servers: not every subscriber got a probe message from %s"
+                " within %d ms (routes down?)\n",
+                t->prog, b->server, BENCH_PROBE_MS);
+        rc = t->esetup;
+    }
+    return rc;
 }
 
 /* ---- Report ---- */
@@ -576,6 +638,11 @@ static void print_report(struct bench *b, struct bench_sub *subs, struct bench_p
             json_str(b->queue);
         else
             printf("null");
+        printf(",\"sub_servers\":");
+        if (b->sub_servers)
+            json_str(b->sub_servers);
+        else
+            printf("null");
         printf(",\"pubs\":%" PRIu64 ",\"subs\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"size\":%" PRIu64
                ",\"rate\":%" PRIu64 ",\"latency\":%s,",
                b->pubs, b->subs, b->msgs, b->size, b->rate, b->latency ? "true" : "false");
@@ -617,6 +684,8 @@ static void print_report(struct bench *b, struct bench_sub *subs, struct bench_p
             printf(", queue group %s", b->queue);
         if (b->rate)
             printf(", %" PRIu64 " msgs/s", b->rate);
+        if (b->sub_servers)
+            printf(", subscribers on %s", b->sub_servers);
         printf(" (%s)\n", b->t->broker);
         printf("pub:       %10" PRIu64 " msgs in %.3f s: %12.0f msgs/s %10.2f MB/s\n", sent, pub_s,
                rate((double)sent, pub_s), rate((double)sent * mb, pub_s));
@@ -690,8 +759,9 @@ static int durable_check(struct bench *b, bool rate_set)
         fprintf(stderr, "%s: invalid topic name '%s' (1-64 of [A-Za-z0-9_-])\n", t->prog, b->topic);
         return BENCH_EXIT_SUBJECT;
     }
-    if (b->subs_set || b->queue != NULL || b->latency || rate_set)
-        return bench_usage(b, "--durable takes no --subs, --queue, --latency or --rate:", b->topic);
+    if (b->subs_set || b->queue != NULL || b->latency || rate_set || b->sub_servers != NULL)
+        return bench_usage(
+            b, "--durable takes no --subs, --queue, --latency, --rate or --sub-servers:", b->topic);
     if (b->window == 0)
         b->window = BENCH_WINDOW;
     if (b->window > BENCH_WINDOW_MAX)
@@ -1195,6 +1265,48 @@ static int bench_usage(const struct bench *b, const char *what, const char *arg)
     return BENCH_EXIT_USAGE;
 }
 
+/* Check --sub-servers: 1..BENCH_MAX_THREADS comma-separated entries of
+ * 1..BENCH_SERVER_MAX bytes; sets b->nsub_servers. 0 or an exit code. */
+static int sub_servers_check(struct bench *b)
+{
+    const char *p = b->sub_servers;
+
+    b->nsub_servers = 0;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len > BENCH_SERVER_MAX)
+            return bench_usage(b, "bad --sub-servers list", b->sub_servers);
+        b->nsub_servers++;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    if (b->nsub_servers > BENCH_MAX_THREADS)
+        return bench_usage(b, "--sub-servers takes at most 256 servers:", b->sub_servers);
+    if (b->queue != NULL)
+        return bench_usage(b, "--sub-servers takes no --queue:", b->queue);
+    if (b->size < 8)
+        return bench_usage(b,
+                           "--sub-servers needs --size 8 or more (probes carry a sequence"
+                           " number), got",
+                           "");
+    return 0;
+}
+
+/* Entry i mod n of b's --sub-servers list into out (BENCH_SERVER_MAX + 1
+ * bytes; the list was checked by sub_servers_check). */
+static void sub_server_pick(const struct bench *b, uint64_t i, char *out)
+{
+    const char *p = b->sub_servers;
+    size_t len;
+
+    for (uint64_t k = i % b->nsub_servers; k > 0; k--)
+        p += strcspn(p, ",") + 1;
+    len = strcspn(p, ",");
+    memcpy(out, p, len);
+    out[len] = '\0';
+}
+
 /* Parse the options after the command word into b. 0 or an exit code. */
 static int bench_parse(struct bench *b, int argc, char **argv)
 {
@@ -1218,8 +1330,11 @@ static int bench_parse(struct bench *b, int argc, char **argv)
             b->rm = true;
             continue;
         }
-        if (strcmp(argv[i], "--queue") == 0 || strcmp(argv[i], "--durable") == 0) {
-            const char **val = strcmp(argv[i], "--queue") == 0 ? &b->queue : &b->topic;
+        if (strcmp(argv[i], "--queue") == 0 || strcmp(argv[i], "--durable") == 0 ||
+            strcmp(argv[i], "--sub-servers") == 0) {
+            const char **val = strcmp(argv[i], "--queue") == 0     ? &b->queue
+                               : strcmp(argv[i], "--durable") == 0 ? &b->topic
+                                                                   : &b->sub_servers;
             if (i + 1 >= argc)
                 return bench_usage(b, "missing value for", argv[i]);
             *val = argv[++i];
@@ -1265,6 +1380,11 @@ static int bench_parse(struct bench *b, int argc, char **argv)
     if (b->queue != NULL && !b->t->subject_ok(b->queue)) {
         fprintf(stderr, "%s: invalid queue group name '%s'\n", b->t->prog, b->queue);
         return BENCH_EXIT_SUBJECT;
+    }
+    if (b->sub_servers != NULL) {
+        int rc = sub_servers_check(b);
+        if (rc != 0)
+            return rc;
     }
     if (b->topic != NULL) {
         int rc = durable_check(b, rate_set);
@@ -1333,6 +1453,8 @@ int bench_run(const struct bench_transport *tr, const char *server, int argc, ch
     }
     for (uint64_t i = 0; i < b.subs; i++) {
         subs[i].b = &b;
+        if (b.sub_servers != NULL)
+            sub_server_pick(&b, i, subs[i].server);
         if (b.latency) {
             subs[i].lat_cap = b.msgs;
             subs[i].lat = malloc(b.msgs * sizeof(*subs[i].lat));
@@ -1371,6 +1493,14 @@ int bench_run(const struct bench_transport *tr, const char *server, int argc, ch
         setup_ok = subs[i].rc == 0;
     for (uint64_t i = 0; setup_ok && i < b.pubs; i++)
         setup_ok = pubs[i].rc == 0;
+    int probe_err = 0;
+    if (setup_ok && b.sub_servers != NULL) {
+        /* the subscribers' interest must reach the publishers' server first */
+        pthread_mutex_unlock(&b.mu);
+        probe_err = bench_probe(&b, subs);
+        setup_ok = probe_err == 0;
+        pthread_mutex_lock(&b.mu);
+    }
     /* 3: open the gate */
     b.t0_ns = bench_now_ns();
     b.deadline_ns = b.t0_ns + (int64_t)b.timeout_ms * 1000000;
@@ -1396,7 +1526,7 @@ int bench_run(const struct bench_transport *tr, const char *server, int argc, ch
         pthread_join(subs[i].th, NULL);
 
     if (!setup_ok) {
-        int err = 0;
+        int err = probe_err;
         for (uint64_t i = 0; i < b.subs && err == 0; i++)
             err = subs[i].rc;
         for (uint64_t i = 0; i < b.pubs && err == 0; i++)

@@ -46,7 +46,7 @@ typedef void (*bench_down_fn)(void *arg, int err);
 
 /* What a connection is for; given to bench_transport.connect. */
 struct bench_conn_opts {
-    const char *server; /* as given to bench_run */
+    const char *server; /* as given to bench_run, or a --sub-servers entry */
     bool sub;           /* a subscriber (else a publisher) */
     bool latency;       /* --latency: write each message as soon as possible */
     bench_down_fn down; /* subscriber: call on a lost connection, else NULL */
@@ -120,10 +120,15 @@ int64_t bench_now_ns(void);
 bool bench_parse_u64(const char *s, uint64_t *out);
 /*
  * Run the bench `SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]
- * [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]`,
+ * [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--sub-servers HOST:PORT[,...]]
+ * [--timeout MS] [--json]`,
  * or `SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES]
  * [--window W] [--duration MS] [--replay] [--rm] [--timeout MS] [--json]`
- * (argv: the arguments after the command word) against server through t.
+ * (argv: the arguments after the command word) against server through t;
+ * with --sub-servers, subscriber i connects to entry i mod n of that list
+ * instead (as given to bench_conn_opts.server; the publishers stay on
+ * server), after which probe messages make sure that their interest has
+ * reached server (see bench_harness.c).
  * Prints the report on stdout, errors on stderr. Returns the process exit
  * code (BENCH_EXIT_*, or t's exit codes). Main thread; starts P + S threads
  * and joins them all before returning.

@@ -4,10 +4,15 @@
  *
  *   ringmq bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]
  *                [--queue GROUP] [--latency] [--rate MSGS_PER_S]
- *                [--timeout MS] [--json]
+ *                [--sub-servers HOST:PORT[,...]] [--timeout MS] [--json]
  *   ringmq bench SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES]
  *                [--window W] [--duration MS] [--replay] [--rm] [--timeout MS]
  *                [--json]
+ *
+ * --sub-servers puts subscriber i on entry i mod n of the list (one server
+ * each, e.g. the other nodes of a cluster; --server stays the publishers'),
+ * and probes until their interest has reached the publishers' node (see
+ * bench_harness.c); nothing of it is in this transport.
  *
  * --durable measures acked publishes to the durable topic TOPIC (created
  * with SUBJECT as its only subject if missing; an existing one is used as it

@@ -4,8 +4,8 @@
 # tests/bench/nats_bench.c on libnats: one harness, client/bench_harness.c,
 # with two transports).
 #
-#   tests/bench/compare.sh [--runs R] [--quick] [--only core|durable] [--out FILE]
-#                          [--build-dir DIR] [--no-build]
+#   tests/bench/compare.sh [--runs R] [--quick] [--only core|durable|cluster]
+#                          [--out FILE] [--build-dir DIR] [--no-build]
 #
 # 1. Installs what is missing (Debian packages, as root: the ringmq build
 #    dependencies, nats-server, libnats-dev, jq) through scripts/deps.sh.
@@ -37,11 +37,23 @@
 #    always` is accepted, and if so also runs a JetStream that fsyncs every
 #    write for the --fsync always rows; if not, it says so and compares
 #    every row with JetStream's default.
+# 7. Cluster (last; --only cluster for this part alone): a 3-node ringmq
+#    cluster (ringmqd --shards 1 --storage off, clients on
+#    127.0.0.1:17420-2, routes on 17430-2, nodes 2 and 3 seeded with node
+#    1's route address) against a 3-node nats-server cluster (GOMAXPROCS=1
+#    each, clients on 127.0.0.1:14230-2, routes on 14240-2, monitoring on
+#    14250-2), each started only after every node reports its 2 routes up
+#    (`ringmq cluster --json`, nats /routez; at most 10 s). Rows: 1 publisher
+#    on node 1 -> 2 subscribers, one on node 2 and one on node 3 (`bench
+#    --sub-servers NODE2,NODE3`), at 16 B, 256 B and 4 KiB; delivered
+#    msgs/s, ratio ringmq/nats, lost messages summed over the runs.
 #
 # A failed run (messages lost, a subscriber disconnected, a timeout, an
 # error ack) is left out of the median and counted in the table. Ports can
-# be moved with NATS_PORT, RMQ_PORT, RMQ1_PORT, JS_PORT, JS_ALWAYS_PORT and
-# RMQD_PORT (the first of three); RUN_TIMEOUT (s, default 30) bounds a run.
+# be moved with NATS_PORT, RMQ_PORT, RMQ1_PORT, JS_PORT, JS_ALWAYS_PORT,
+# RMQD_PORT (the first of three), RMQC_PORT and NATSC_PORT (the first client
+# port of each cluster; the route ports are 10 above, nats monitoring 20
+# above); RUN_TIMEOUT (s, default 30) bounds a run.
 set -euo pipefail
 
 RUNS=5
@@ -57,6 +69,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-30}
 JS_PORT=${JS_PORT:-14223}
 JS_ALWAYS_PORT=${JS_ALWAYS_PORT:-14224}
 RMQD_PORT=${RMQD_PORT:-17410}
+RMQC_PORT=${RMQC_PORT:-17420}
+NATSC_PORT=${NATSC_PORT:-14230}
 ONLY=""
 NO_BUILD=0
 
@@ -82,7 +96,7 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     --only)
-        [ $# -ge 2 ] || die "--only needs core or durable"
+        [ $# -ge 2 ] || die "--only needs core, durable or cluster"
         ONLY=$2
         shift 2
         ;;
@@ -112,10 +126,11 @@ case "$RUNS" in
 esac
 [ "$RUNS" -ge 1 ] || die "--runs wants a positive integer"
 case "$ONLY" in
-'') DO_CORE=1 DO_DURABLE=1 ;;
-core) DO_CORE=1 DO_DURABLE=0 ;;
-durable) DO_CORE=0 DO_DURABLE=1 ;;
-*) die "--only wants core or durable" ;;
+'') DO_CORE=1 DO_DURABLE=1 DO_CLUSTER=1 ;;
+core) DO_CORE=1 DO_DURABLE=0 DO_CLUSTER=0 ;;
+durable) DO_CORE=0 DO_DURABLE=1 DO_CLUSTER=0 ;;
+cluster) DO_CORE=0 DO_DURABLE=0 DO_CLUSTER=1 ;;
+*) die "--only wants core, durable or cluster" ;;
 esac
 
 # ---- Dependencies and build ----
@@ -151,6 +166,7 @@ fi
 
 PIDS=()
 WORK=""
+CWORK=""
 stop_servers() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -165,6 +181,9 @@ cleanup() {
     stop_servers
     if [ -n "$WORK" ]; then
         rm -rf "$WORK"
+    fi
+    if [ -n "$CWORK" ]; then
+        rm -rf "$CWORK"
     fi
 }
 trap cleanup EXIT
@@ -189,6 +208,17 @@ for p in "$NATS_PORT" "$RMQ_PORT" "$RMQ1_PORT" "$JS_PORT" "$JS_ALWAYS_PORT" "$RM
         die "port $HOST:$p is already in use"
     fi
 done
+if [ "$DO_CLUSTER" -eq 1 ]; then
+    for i in 0 1 2; do
+        for p in $((RMQC_PORT + i)) $((RMQC_PORT + 10 + i)) $((NATSC_PORT + i)) \
+            $((NATSC_PORT + 10 + i)) $((NATSC_PORT + 20 + i)); do
+            if port_open "$p"; then
+                die "port $HOST:$p is already in use"
+            fi
+        done
+    done
+fi
+declare -A LOST
 declare -A VALS FAILS
 RAW="$RESULTS/raw.jsonl"
 : >"$RAW"
@@ -248,13 +278,24 @@ run_one() {
     nats) cmd=("$NATS_BENCH" --server "$HOST:$NATS_PORT") ;;
     ringmq) cmd=("$RINGMQ" --server "$HOST:$RMQ_PORT") ;;
     ringmq1) cmd=("$RINGMQ" --server "$HOST:$RMQ1_PORT") ;;
+    # the clusters: publishers on node 1, subscribers on nodes 2 and 3
+    cnats) cmd=("$NATS_BENCH" --server "$HOST:$NATSC_PORT") ;;
+    cringmq) cmd=("$RINGMQ" --server "$HOST:$RMQC_PORT") ;;
+    esac
+    local extra=()
+    case "$broker" in
+    cnats) extra=(--sub-servers "$HOST:$((NATSC_PORT + 1)),$HOST:$((NATSC_PORT + 2))") ;;
+    cringmq) extra=(--sub-servers "$HOST:$((RMQC_PORT + 1)),$HOST:$((RMQC_PORT + 2))") ;;
     esac
     rc=0
     json=$(timeout -k 5 $((RUN_TIMEOUT + 20)) "${cmd[@]}" bench "bench.$id.r$run.$broker" "$@" \
-        --json --timeout $((RUN_TIMEOUT * 1000)) 2>"$RESULTS/last.err") || rc=$?
+        "${extra[@]}" --json --timeout $((RUN_TIMEOUT * 1000)) 2>"$RESULTS/last.err") || rc=$?
     err=$(tr '\n' ' ' <"$RESULTS/last.err")
     printf '{"row":"%s","server":"%s","rc":%d,"result":%s}\n' "$id" "$broker" "$rc" \
         "${json:-null}" >>"$RAW"
+    if [ -n "$json" ]; then
+        LOST["$id|$broker"]=$((${LOST["$id|$broker"]:-0} + $(jq -r '.lost // 0' <<<"$json")))
+    fi
     if [ "$rc" -ne 0 ] || [ -z "$json" ]; then
         FAILS["$id|$broker"]=$((${FAILS["$id|$broker"]:-0} + 1))
         echo "  $broker $id: FAILED (exit $rc) $err" >&2
@@ -434,6 +475,101 @@ if [ "$DO_DURABLE" -eq 1 ]; then
     done
 fi
 
+# ---- Cluster: servers and runs ----
+
+# Cluster rows: id | label | bench arguments (the same for both clusters;
+# run_one adds --sub-servers). --msgs: about 1-3 s a run here.
+CROWS=(
+    "c1x2_16|1 pub (node 1) -> 2 subs (nodes 2, 3), 16 B|--pubs 1 --subs 2 --size 16 --msgs 600000"
+    "c1x2_256|1 pub (node 1) -> 2 subs (nodes 2, 3), 256 B|--pubs 1 --subs 2 --size 256 --msgs 400000"
+    "c1x2_4k|1 pub (node 1) -> 2 subs (nodes 2, 3), 4 KiB|--pubs 1 --subs 2 --size 4096 --msgs 100000"
+)
+
+# rmq_routes_up PORT: the number of routes in state up of the ringmq node
+# whose clients listen on PORT.
+rmq_routes_up() {
+    timeout 5 "$RINGMQ" --server "$HOST:$1" cluster --json 2>/dev/null |
+        jq '[.routes[]? | select(.state == "up")] | length' 2>/dev/null || echo 0
+}
+
+# nats_routes_up PORT: the number of routes of the nats node whose
+# monitoring listens on PORT (/routez).
+nats_routes_up() {
+    curl -s --max-time 2 "http://$HOST:$1/routez" 2>/dev/null | jq '.num_routes // 0' \
+        2>/dev/null || echo 0
+}
+
+# start_cluster: three ringmqd and three nats-server nodes, then wait (at
+# most 10 s) until each node has its 2 routes up.
+start_cluster() {
+    local i routes conf up n
+    CWORK=$(mktemp -d "${TMPDIR:-/tmp}/ringmq-cluster.XXXXXX")
+    for i in 0 1 2; do
+        routes=()
+        [ "$i" -eq 0 ] || routes=(--routes "$HOST:$((RMQC_PORT + 10))")
+        "$RINGMQD" --storage off --shards 1 --listen "$HOST:$((RMQC_PORT + i))" \
+            --cluster-listen "$HOST:$((RMQC_PORT + 10 + i))" --node-name "n$((i + 1))" \
+            "${routes[@]}" --log-level warn >"$RESULTS/ringmqd-cluster$i.log" 2>&1 &
+        PIDS+=($!)
+        conf="$CWORK/nats$i.conf"
+        {
+            printf 'listen: "%s:%s"\nhttp: "%s:%s"\n' "$HOST" $((NATSC_PORT + i)) "$HOST" \
+                $((NATSC_PORT + 20 + i))
+            printf 'cluster {\n  name: bench\n  listen: "%s:%s"\n' "$HOST" $((NATSC_PORT + 10 + i))
+            [ "$i" -eq 0 ] || printf '  routes: [nats-route://%s:%s]\n' "$HOST" $((NATSC_PORT + 10))
+            printf '}\n'
+        } >"$conf"
+        GOMAXPROCS=1 "$NATS_SERVER" -c "$conf" >"$RESULTS/nats-cluster$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for i in 0 1 2; do
+        wait_port $((RMQC_PORT + i))
+        wait_port $((NATSC_PORT + i))
+    done
+    HAVE_CURL=1
+    if ! command -v curl >/dev/null; then
+        # no /routez check: a bounded 2 s, and the bench's probe messages
+        # check that the subscribers' interest crosses the routes
+        HAVE_CURL=0
+        echo "compare.sh: no curl: waiting 2 s for the nats routes instead of /routez" >&2
+        sleep 2
+    fi
+    for n in $(seq 1 100); do
+        up=1
+        for i in 0 1 2; do
+            [ "$(rmq_routes_up $((RMQC_PORT + i)))" = 2 ] || up=0
+            [ "$HAVE_CURL" -eq 0 ] || [ "$(nats_routes_up $((NATSC_PORT + 20 + i)))" = 2 ] ||
+                up=0
+        done
+        [ "$up" -eq 0 ] || break
+        sleep 0.1
+    done
+    [ "$up" -eq 1 ] || die "the clusters' routes are not all up after 10 s (logs in $RESULTS)"
+    echo "clusters: ringmqd n1-n3 on $HOST:$RMQC_PORT-$((RMQC_PORT + 2)) (routes" \
+        "$((RMQC_PORT + 10))-$((RMQC_PORT + 12))), nats-server on" \
+        "$HOST:$NATSC_PORT-$((NATSC_PORT + 2)) (routes $((NATSC_PORT + 10))-$((NATSC_PORT + 12))):" \
+        "every node has 2 routes up (after $(((n - 1) * 100)) ms of polling)" >&2
+}
+
+if [ "$DO_CLUSTER" -eq 1 ]; then
+    stop_servers # the durable rows' servers, if any
+    start_cluster
+    echo "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); cluster: $RUNS run(s) of" \
+        "${#CROWS[@]} rows" >&2
+    for run in $(seq 1 "$RUNS"); do
+        echo "cluster round $run/$RUNS" >&2
+        for r in "${CROWS[@]}"; do
+            IFS='|' read -r id _label args <<<"$r"
+            order=(cnats cringmq)
+            [ $((run % 2)) -eq 1 ] || order=(cringmq cnats)
+            for b in "${order[@]}"; do
+                # shellcheck disable=SC2086 # args is a list of words on purpose
+                run_one "$b" "$id" "$run" $args
+            done
+        done
+    done
+fi
+
 # ---- Report ----
 
 median() {
@@ -591,13 +727,47 @@ durable_report() {
     echo "left out of the median and counted. Raw results: $RAW"
 }
 
+cluster_report() {
+    local r id label a b q fr fn
+    echo "### Cluster: 3 ringmq nodes vs 3 nats-server nodes (medians of $RUNS run(s))"
+    echo
+    echo "Publisher on node 1, one subscriber on node 2 and one on node 3 (\`bench"
+    echo "--sub-servers\`); every message crosses a route. ringmqd --shards 1 --storage off"
+    echo "per node, nats-server GOMAXPROCS=1 per node; six servers and the bench clients"
+    echo "share $(nproc) CPUs."
+    echo
+    echo "| workload | metric | ringmq | nats | ringmq/nats | lost msgs ringmq / nats | target | met |"
+    echo "|---|---|---:|---:|---:|---:|---|---|"
+    for r in "${CROWS[@]}"; do
+        IFS='|' read -r id label _args <<<"$r"
+        fr=${FAILS["$id|cringmq"]:-0}
+        fn=${FAILS["$id|cnats"]:-0}
+        a=$(fmt_rate "$(median <<<"${VALS["$id|cringmq|tput"]:-}")")
+        b=$(fmt_rate "$(median <<<"${VALS["$id|cnats|tput"]:-}")")
+        q=$(ratio "$a" "$b")
+        echo "| $label | delivered msgs/s | $(cell "$a" "$fr") | $(cell "$b" "$fn") | $q |" \
+            "${LOST["$id|cringmq"]:-0} / ${LOST["$id|cnats"]:-0} | >= 1.50 |" \
+            "$(met "$(verdict "$q" ">=" 1.50)" "$fr") |"
+    done
+    echo
+    echo "Lost: summed over all runs of the row (a run that lost any is a failed run and"
+    echo "left out of the median). Raw results: $RAW"
+}
+
 report() {
+    local sep=""
     if [ "$DO_CORE" -eq 1 ]; then
         core_report
-        [ "$DO_DURABLE" -eq 0 ] || echo
+        sep=1
     fi
     if [ "$DO_DURABLE" -eq 1 ]; then
+        [ -z "$sep" ] || echo
         durable_report
+        sep=1
+    fi
+    if [ "$DO_CLUSTER" -eq 1 ]; then
+        [ -z "$sep" ] || echo
+        cluster_report
     fi
 }
 

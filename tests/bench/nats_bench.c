@@ -6,13 +6,17 @@
  *
  *   nats_bench [--server HOST:PORT] [bench] SUBJECT [--pubs P] [--subs S]
  *              [--msgs N] [--size BYTES] [--queue GROUP] [--latency]
- *              [--rate MSGS_PER_S] [--timeout MS] [--json]
+ *              [--rate MSGS_PER_S] [--sub-servers HOST:PORT[,...]]
+ *              [--timeout MS] [--json]
  *   nats_bench [--server HOST:PORT] [bench] SUBJECT --durable STREAM
  *              [--pubs P] [--msgs N] [--size BYTES] [--window W]
  *              [--duration MS] [--replay] [--rm] [--timeout MS] [--json]
  *
  * See client/bench_harness.c for the phases, the payload layout and the
  * bounds on every wait. This file is only the transport and main().
+ * --sub-servers (the harness's: subscribers round-robin on those servers,
+ * e.g. the other nodes of a nats-server cluster, publishers on --server)
+ * needs nothing of the transport: each entry is one server's URL.
  *
  * libnats specifics, chosen to match what libringmq does:
  * - Subscriber callbacks run on the subscription's delivery thread (the
@@ -523,7 +527,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: nats_bench [--server HOST:PORT] [bench] SUBJECT [--pubs P] [--subs S]\n"
                "       [--msgs N] [--size BYTES] [--queue GROUP] [--latency]\n"
-               "       [--rate MSGS_PER_S] [--timeout MS] [--json]\n"
+               "       [--rate MSGS_PER_S] [--sub-servers HOST:PORT[,...]] [--timeout MS]\n"
+               "       [--json]   (--sub-servers: subscriber i on entry i mod n, e.g. other\n"
+               "       cluster nodes; publishers on --server)\n"
                "   or: nats_bench [--server HOST:PORT] [bench] SUBJECT --durable STREAM\n"
                "       [--pubs P] [--msgs N] [--size BYTES] [--window W] [--duration MS]\n"
                "       [--replay] [--rm] [--timeout MS] [--json]   (JetStream: nats-server -js)\n"
