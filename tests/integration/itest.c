@@ -19,6 +19,9 @@
 #include <ftw.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #ifndef RINGMQD_PATH
 #define RINGMQD_PATH "ringmqd"
@@ -997,4 +1000,319 @@ uint64_t it_stored_size(const char *subj, size_t plen)
 {
     size_t sl = strlen(subj);
     return 1 + varint_len(sl) + sl + 1 + varint_len(plen) + plen;
+}
+
+/* ---- Cluster ---- */
+
+/* See itest.h. */
+uint16_t it_free_port(void)
+{
+    struct sockaddr_in a = {0};
+    socklen_t al = sizeof(a);
+    uint16_t port = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Skip a JSON string starting at p ('"'); returns the byte after it. */
+static const char *json_skip_str(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\' && p + 1 < end)
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return end;
+}
+
+/* The byte after the bracket that closes the one at p ('[' or '{'). */
+static const char *json_skip_nest(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        if (*p == '"') {
+            p = json_skip_str(p, end);
+            continue;
+        }
+        if (*p == '[' || *p == '{')
+            depth++;
+        else if ((*p == ']' || *p == '}') && --depth == 0)
+            return p + 1;
+        p++;
+    }
+    return end;
+}
+
+/*
+ * The value of "key" in [p, end) at nesting level 0 of that range (a key
+ * inside a nested object or array is not seen), or NULL.
+ */
+static const char *json_find(const char *p, const char *end, const char *key)
+{
+    size_t kl = strlen(key);
+    while (p < end) {
+        if (*p == '[' || *p == '{') {
+            p = json_skip_nest(p, end);
+            continue;
+        }
+        if (*p == '"') {
+            const char *s = p + 1, *q = json_skip_str(p, end);
+            if ((size_t)(q - s) == kl + 1 && memcmp(s, key, kl) == 0) {
+                while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+                    q++;
+                if (q < end && *q == ':') {
+                    q++;
+                    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+                        q++;
+                    return q;
+                }
+            }
+            p = q;
+            continue;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+/* Copy the string value of key in [p, end) (unescaped naively) to out. */
+static void json_str(const char *p, const char *end, const char *key, char *out, size_t cap)
+{
+    const char *v = json_find(p, end, key);
+    size_t n = 0;
+    out[0] = '\0';
+    if (!v || *v != '"')
+        return;
+    for (v++; v < end && *v != '"' && n + 1 < cap; v++) {
+        if (*v == '\\' && v + 1 < end)
+            v++;
+        out[n++] = *v;
+    }
+    out[n] = '\0';
+}
+
+static uint64_t json_u64(const char *p, const char *end, const char *key)
+{
+    const char *v = json_find(p, end, key);
+    return v ? strtoull(v, NULL, 10) : 0;
+}
+
+/* See itest.h. */
+int it_cluster_get(rmq_client *c, struct it_cluster_info *out)
+{
+    rmq_msg *m = NULL;
+    const char *p, *end, *arr, *aend;
+    size_t n;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = rmq_request(c, "$SYS.REQ.CLUSTER", NULL, 0, 3000, &m);
+    if (rc)
+        return rc;
+    n = rmq_msg_len(m) < sizeof(out->raw) - 1 ? rmq_msg_len(m) : sizeof(out->raw) - 1;
+    memcpy(out->raw, rmq_msg_data(m), n);
+    out->raw[n] = '\0';
+    rmq_msg_free(m);
+    /* Inside the top-level object. */
+    p = strchr(out->raw, '{');
+    if (!p)
+        return -EPROTO;
+    end = json_skip_nest(p, out->raw + n);
+    p++;
+    if (end > p)
+        end--; /* the closing brace */
+    json_str(p, end, "node", out->node, sizeof(out->node));
+    json_str(p, end, "cluster", out->cluster, sizeof(out->cluster));
+    json_str(p, end, "listen", out->listen, sizeof(out->listen));
+    arr = json_find(p, end, "routes");
+    if (!arr || *arr != '[')
+        return -EPROTO;
+    aend = json_skip_nest(arr, end);
+    for (const char *q = arr + 1; q < aend;) {
+        const char *oend;
+        struct it_route *r;
+        if (*q != '{') {
+            q++;
+            continue;
+        }
+        oend = json_skip_nest(q, aend);
+        if (out->nroutes == IT_ROUTES_MAX) {
+            out->truncated = true;
+            break;
+        }
+        r = &out->r[out->nroutes++];
+        json_str(q + 1, oend - 1, "node", r->node, sizeof(r->node));
+        json_str(q + 1, oend - 1, "addr", r->addr, sizeof(r->addr));
+        json_str(q + 1, oend - 1, "dir", r->dir, sizeof(r->dir));
+        json_str(q + 1, oend - 1, "state", r->state, sizeof(r->state));
+        r->interest = json_u64(q + 1, oend - 1, "interest");
+        r->msgs_in = json_u64(q + 1, oend - 1, "msgs_in");
+        r->msgs_out = json_u64(q + 1, oend - 1, "msgs_out");
+        q = oend;
+    }
+    return 0;
+}
+
+/* See itest.h. */
+void it_cluster_info(rmq_client *c, struct it_cluster_info *out)
+{
+    int rc = it_cluster_get(c, out);
+    IT_CHECK(rc == 0, "$SYS.REQ.CLUSTER: %s (reply: %.300s)",
+             rc == -EPROTO ? "no routes array" : rmq_strerror(rc), out->raw);
+}
+
+/* See itest.h. */
+int it_cluster_nup(const struct it_cluster_info *ci)
+{
+    int n = 0;
+    for (int i = 0; i < ci->nroutes; i++)
+        n += strcmp(ci->r[i].state, "up") == 0;
+    return n;
+}
+
+/* See itest.h. */
+int it_cluster_nup_to(const struct it_cluster_info *ci, const char *node)
+{
+    int n = 0;
+    for (int i = 0; i < ci->nroutes; i++)
+        n += strcmp(ci->r[i].state, "up") == 0 && strcmp(ci->r[i].node, node) == 0;
+    return n;
+}
+
+/* See itest.h. */
+const struct it_route *it_cluster_route(const struct it_cluster_info *ci, const char *node)
+{
+    for (int i = 0; i < ci->nroutes; i++)
+        if (strcmp(ci->r[i].state, "up") == 0 && strcmp(ci->r[i].node, node) == 0)
+            return &ci->r[i];
+    return NULL;
+}
+
+/* See itest.h. */
+int it_node_start(struct it_node *n, const char *name, const char *cluster_listen,
+                  const char *routes, const char *const *extra)
+{
+    int k = 0;
+    memset(n, 0, sizeof(*n));
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    if (cluster_listen) {
+        snprintf(n->caddr, sizeof(n->caddr), "%s", cluster_listen);
+    } else {
+        uint16_t port = it_free_port();
+        if (!port)
+            return -1;
+        snprintf(n->caddr, sizeof(n->caddr), "127.0.0.1:%u", port);
+    }
+    snprintf(n->routes, sizeof(n->routes), "%s", routes ? routes : "");
+    n->args[k++] = "--node-name";
+    n->args[k++] = n->name;
+    n->args[k++] = "--cluster-listen";
+    n->args[k++] = n->caddr;
+    if (n->routes[0]) {
+        n->args[k++] = "--routes";
+        n->args[k++] = n->routes;
+    }
+    for (int i = 0; extra && extra[i] && k < IT_NODE_ARGS - 1; i++)
+        n->args[k++] = extra[i];
+    n->args[k] = NULL;
+    return tbroker_start(&n->b, 0, with_shards(n->args));
+}
+
+/* See itest.h. */
+int it_node_restart(struct it_node *n)
+{
+    return tbroker_restart(&n->b, with_shards(n->args));
+}
+
+/* See itest.h. */
+int it_cluster_mesh_ok(rmq_client *mon, const char *self, const char *const *peers, int npeers,
+                       char *why, size_t wlen)
+{
+    struct it_cluster_info *ci = malloc(sizeof(*ci));
+    int rc, nup;
+    if (!ci)
+        return -ENOMEM;
+    rc = it_cluster_get(mon, ci);
+    if (rc) {
+        snprintf(why, wlen, "node %s: $SYS.REQ.CLUSTER: %s", self,
+                 rc == -EPROTO ? "no routes array" : rmq_strerror(rc));
+        free(ci);
+        return rc;
+    }
+    rc = 1;
+    nup = it_cluster_nup(ci);
+    if (strcmp(ci->node, self) != 0) {
+        snprintf(why, wlen, "node %s answers as node '%s'", self, ci->node);
+        rc = 0;
+    } else if (nup != npeers) {
+        snprintf(why, wlen, "node %s has %d routes up, want %d: %.600s", self, nup, npeers,
+                 ci->raw);
+        rc = 0;
+    }
+    for (int i = 0; rc == 1 && i < npeers; i++) {
+        if (it_cluster_nup_to(ci, peers[i]) != 1) {
+            snprintf(why, wlen, "node %s has %d routes up to %s, want 1: %.600s", self,
+                     it_cluster_nup_to(ci, peers[i]), peers[i], ci->raw);
+            rc = 0;
+        }
+    }
+    free(ci);
+    return rc;
+}
+
+/* See itest.h. */
+int it_cluster_wait_mesh(struct it_node *nodes, rmq_client **mons, int n, int timeout_ms, char *why,
+                         size_t wlen)
+{
+    uint64_t end = test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < n && all; i++) {
+            const char *peers[IT_ROUTES_MAX];
+            int np = 0;
+            for (int j = 0; j < n && np < IT_ROUTES_MAX; j++)
+                if (j != i)
+                    peers[np++] = nodes[j].name;
+            all = it_cluster_mesh_ok(mons[i], nodes[i].name, peers, np, why, wlen) == 1;
+        }
+        if (all)
+            return 0;
+        if (test_now_ms() >= end)
+            return -1;
+        usleep(50000);
+    }
+}
+
+/* See itest.h. */
+void it_cluster_start(struct it_node nodes[3], rmq_client *mons[3], const char *const *extra,
+                      int timeout_ms)
+{
+    static const char *const names[3] = {"a", "b", "c"};
+    char why[1024];
+    int rc;
+    for (int i = 0; i < 3; i++) {
+        rc = it_node_start(&nodes[i], names[i], NULL, i ? nodes[0].caddr : NULL, extra);
+        ck_assert_msg(rc == 0, "node %s did not start (log above)", names[i]);
+    }
+    it_cur_broker = &nodes[0].b;
+    for (int i = 0; i < 3; i++) {
+        char mname[16];
+        snprintf(mname, sizeof(mname), "mon-%s", names[i]);
+        mons[i] = it_client(nodes[i].b.addr, mname, NULL);
+    }
+    rc = it_cluster_wait_mesh(nodes, mons, 3, timeout_ms, why, sizeof(why));
+    if (rc) {
+        for (int i = 0; i < 3; i++)
+            tbroker_dump_log(&nodes[i].b);
+        ck_abort_msg("no full mesh of a, b, c within %d ms: %s", timeout_ms, why);
+    }
 }

@@ -21,6 +21,9 @@
  *     it_topic_*()      durable topics: admin calls with assertions, a full
  *                       replay; struct it_coll collects received messages
  *                       (seq, time, deliveries, payload); it_broker_kill()
+ *     it_node_*(),      cluster nodes (check_cluster): --node-name and
+ *     it_cluster_*()    --cluster-listen on it_free_port(), the parsed
+ *                       "$SYS.REQ.CLUSTER" JSON, waiting for a full mesh
  *
  * Every wait is bounded by an explicit timeout. Helpers that assert must
  * be called from the test's own thread (Check's forked child), never from
@@ -335,5 +338,95 @@ int it_topic_replay(rmq_client *c, const char *topic, uint64_t want, int timeout
  * with a plen-byte payload: the stored encoding (ringmq.h, rmq_topic_info.bytes).
  */
 uint64_t it_stored_size(const char *subj, size_t plen);
+
+/* ---- Cluster ---- */
+
+/*
+ * A TCP port on 127.0.0.1 that was free a moment ago: bind port 0, read
+ * the port, close. 0 on failure. (Another process may take it meanwhile;
+ * the window is short.)
+ */
+uint16_t it_free_port(void);
+
+#define IT_ROUTES_MAX 16
+#define IT_CLUSTER_JSON 16384
+
+/* One route of "$SYS.REQ.CLUSTER". */
+struct it_route {
+    char node[64];  /* "" while a dialled route does not know its peer yet */
+    char addr[64];  /* host:port */
+    char dir[8];    /* "in" or "out" */
+    char state[16]; /* "up", "connecting" */
+    uint64_t interest, msgs_in, msgs_out;
+};
+
+/* A parsed "$SYS.REQ.CLUSTER" reply; raw keeps the JSON for messages. */
+struct it_cluster_info {
+    char node[64], cluster[64], listen[64];
+    int nroutes; /* entries in r (the JSON may list more; see truncated) */
+    bool truncated;
+    struct it_route r[IT_ROUTES_MAX];
+    char raw[IT_CLUSTER_JSON];
+};
+
+/*
+ * rmq_request("$SYS.REQ.CLUSTER") on c (timeout 3000 ms) and parse the
+ * JSON with a small string search (no nested objects in a route). Returns
+ * 0, the rmq_request() error, or -EPROTO when there is no "routes" array
+ * (out->raw holds what came).
+ */
+int it_cluster_get(rmq_client *c, struct it_cluster_info *out);
+/* As it_cluster_get() with an assertion. */
+void it_cluster_info(rmq_client *c, struct it_cluster_info *out);
+/* Number of routes with state "up". */
+int it_cluster_nup(const struct it_cluster_info *ci);
+/* Number of routes with state "up" to node. */
+int it_cluster_nup_to(const struct it_cluster_info *ci, const char *node);
+/* The first route with state "up" to node, or NULL. */
+const struct it_route *it_cluster_route(const struct it_cluster_info *ci, const char *node);
+
+/* A cluster node: a broker with --node-name and --cluster-listen. */
+#define IT_NODE_ARGS 40
+struct it_node {
+    struct tbroker b;
+    char name[32];
+    char caddr[64];                 /* the --cluster-listen address, "127.0.0.1:PORT" by default */
+    char routes[512];               /* --routes, "" for none */
+    const char *args[IT_NODE_ARGS]; /* the extra args given to ringmqd (restart) */
+};
+
+/*
+ * Start a node named name (--node-name) listening for routes on
+ * cluster_listen (NULL: 127.0.0.1 on it_free_port()) and dialling routes
+ * (NULL or "": none), plus extra (NULL-terminated, may be NULL; the strings
+ * are borrowed and must outlive restarts). The client port is ephemeral.
+ * Returns 0 or -1 (the log was printed). Does not set it_cur_broker.
+ */
+int it_node_start(struct it_node *n, const char *name, const char *cluster_listen,
+                  const char *routes, const char *const *extra);
+/* Restart a stopped or killed node with the same ports and args. 0 or -1. */
+int it_node_restart(struct it_node *n);
+
+/*
+ * Whether the node behind mon (named self) has exactly npeers routes "up",
+ * one to each of peers: 1 yes, 0 no (why says what differs), or a negative
+ * error of it_cluster_get().
+ */
+int it_cluster_mesh_ok(rmq_client *mon, const char *self, const char *const *peers, int npeers,
+                       char *why, size_t wlen);
+/*
+ * Poll until each of the n nodes (mons[i] connected to nodes[i]) lists the
+ * n-1 others as up and nothing else: 0, or -1 at the deadline (why set).
+ */
+int it_cluster_wait_mesh(struct it_node *nodes, rmq_client **mons, int n, int timeout_ms, char *why,
+                         size_t wlen);
+/*
+ * Start three nodes "a", "b", "c" on loopback: A alone, B and C with
+ * --routes A's cluster address (extra for all, may be NULL); connect
+ * mons[i] to node i (no reconnect); wait at most timeout_ms for the full
+ * mesh. Asserts; it_cur_broker is node A.
+ */
+void it_cluster_start(struct it_node nodes[3], rmq_client *mons[3], const char *const *extra,
+                      int timeout_ms);
 
 #endif
