@@ -41,8 +41,9 @@
 #include "xalloc.h"
 #include "xshard.h"
 
-#define RBUF_KEEP (64 * 1024) /* reassembly capacity kept between frames */
-#define QUEUE_KEEP 1024       /* out-queue items kept when the queue empties */
+#define RBUF_KEEP (64 * 1024)  /* reassembly capacity kept between frames */
+#define QUEUE_KEEP 1024        /* out-queue items kept when the queue empties */
+#define QUEUE_KEEP_ROUTE 65536 /* the same for a route: it carries every burst */
 
 static void peer_name(int fd, char *out, size_t len)
 {
@@ -429,7 +430,8 @@ static void queue_pop_sent(struct conn *c, size_t sent)
             xshard_unref(sh, it->body);
         c->qhead++;
     }
-    if (c->qhead == c->qtail && c->qcap > QUEUE_KEEP) {
+    if (c->qhead == c->qtail &&
+        c->qcap > ((c->flags & CONN_F_ROUTE) ? QUEUE_KEEP_ROUTE : QUEUE_KEEP)) {
         /* A burst is over: give its queue memory back. */
         free(c->q);
         c->q = NULL;

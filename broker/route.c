@@ -30,6 +30,8 @@
 #define BACKOFF_MIN_NS (100ull * 1000000)
 #define BACKOFF_MAX_NS (2000ull * 1000000)
 #define INTEREST_BATCH 512
+#define PING_EVERY_NS (1000ull * 1000000) /* a route says something at least this often */
+#define ROUTE_DEAD_NS (3500ull * 1000000) /* silent this long: the route is dead */
 #define JSON_CAP 16384
 
 struct rpeer {
@@ -47,6 +49,7 @@ struct rpeer {
     char node[64];
     char listen[280]; /* the peer's --cluster-listen, from its RouteConnect */
     uint64_t next_dial_ns, backoff_ns;
+    uint64_t last_rx_ns, last_ping_ns; /* keepalive: a silent route is closed */
     uint64_t msgs_in, msgs_out;
     struct strmap keys; /* its interest: "pattern\0queue" */
 };
@@ -434,6 +437,7 @@ static void on_route_connect(struct conn *c, const struct codec_span *sp)
     }
     p->up = true;
     p->backoff_ns = BACKOFF_MIN_NS;
+    p->last_rx_ns = p->last_ping_ns = c->sh->now_ns;
     log_info("cluster: route to %s (%s, %s) is up", p->node, p->listen,
              p->outgoing ? "dialled" : "accepted");
     send_all_interest(cl, c);
@@ -509,6 +513,7 @@ void route_frame(struct conn *c, const uint8_t *body, size_t len)
 {
     struct codec_span sp;
     int kind = codec_peek(body, len, &sp);
+    c->route->last_rx_ns = c->sh->now_ns;
     if (kind == CODEC_K_ROUTE_CONNECT) {
         on_route_connect(c, &sp);
         return;
@@ -700,12 +705,43 @@ static void json_refresh(struct cluster *cl)
     pthread_mutex_unlock(&cl->json_mu);
 }
 
+/* Ping every route that was quiet; close one silent for ROUTE_DEAD_NS (a
+ * peer that vanished without a FIN: cable cut, host down). */
+static void keepalive(struct shard *sh, struct cluster *cl)
+{
+    for (unsigned i = 0; i < CONFIG_MAX_ROUTES; i++) {
+        struct rpeer *p = &cl->peers[i];
+        uint8_t buf[32];
+        ssize_t n;
+        if (!p->used || !route_usable(p))
+            continue;
+        if (sh->now_ns - p->last_rx_ns > ROUTE_DEAD_NS) {
+            log_warn("cluster: route to %s silent for %llu ms; closing", p->node,
+                     (unsigned long long)((sh->now_ns - p->last_rx_ns) / 1000000));
+            conn_close(p->conn);
+            continue;
+        }
+        if (sh->now_ns - p->last_ping_ns < PING_EVERY_NS)
+            continue;
+        p->last_ping_ns = sh->now_ns;
+        n = codec_ping_write(buf, sizeof(buf), CODEC_K_PING, 0);
+        if (n > 0) {
+            struct msgbuf *m = msgbuf_new(&sh->pool, (uint32_t)n);
+            memcpy(m->data, buf, (size_t)n);
+            conn_enqueue(p->conn, NULL, 0, m, true);
+            xshard_unref(sh, m);
+        }
+    }
+}
+
 /* See route.h. */
 void route_tick(struct shard *sh)
 {
     struct cluster *cl = sh->srv->cluster;
     if (!cl)
         return;
+    if (!sh->stopping)
+        keepalive(sh, cl);
     if (!cl->accept_armed && !cl->stopping && !sh->stopping)
         arm_route_accept(sh, cl);
     for (unsigned i = 0; i < CONFIG_MAX_ROUTES && !sh->stopping; i++) {

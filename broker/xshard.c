@@ -450,6 +450,11 @@ static enum trie_visit_rc scan_visit(void *p, void *arg)
 /* Hand body to the routes of the peers rs touched (shard 0 sends). */
 static void forward_peers(struct shard *sh, struct route_scan *rs, struct msgbuf *body)
 {
+    /* The routes live on shard 0: a backlog there (a peer that does not
+     * keep up) pauses the publisher, as a local backlog does. */
+    if (rs->npt && (atomic_load_explicit(&sh->srv->shards[0].pressure, memory_order_relaxed) ||
+                    (sh->id != 0 && sh->stage[0].n - sh->stage[0].head > XRING_CAP)))
+        sh->pub_pressure = true;
     for (unsigned i = 0; i < rs->npt; i++) {
         unsigned slot = rs->ptouched[i];
         struct ptarget *t = &sh->ptgt[slot];
