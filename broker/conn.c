@@ -41,9 +41,10 @@
 #include "xalloc.h"
 #include "xshard.h"
 
-#define RBUF_KEEP (64 * 1024)  /* reassembly capacity kept between frames */
-#define QUEUE_KEEP 1024        /* out-queue items kept when the queue empties */
-#define QUEUE_KEEP_ROUTE 65536 /* the same for a route: it carries every burst */
+#define RBUF_KEEP (64 * 1024)         /* reassembly capacity kept between frames */
+#define QUEUE_KEEP 1024               /* out-queue items kept when the queue empties */
+#define QUEUE_KEEP_ROUTE 65536        /* the same for a route: it carries every burst */
+#define ROUTE_BACKLOG_HI (512u << 10) /* a route's back-pressure mark (bytes pending) */
 
 static void peer_name(int fd, char *out, size_t len)
 {
@@ -242,14 +243,23 @@ _Static_assert(sizeof(((struct outitem *)0)->prefix) >= CODEC_MSG_PREFIX_MAX, "p
 
 /* Track whether c counts toward its shard's back-pressure (with
  * hysteresis: in above backlog_hi, out at half of it). */
+static uint64_t backlog_hi(const struct conn *c)
+{
+    /* A route carries everything for a node: pause its publishers sooner,
+     * before its queue (and the memory behind it) grows large. */
+    return (c->flags & CONN_F_ROUTE) && c->sh->backlog_hi > ROUTE_BACKLOG_HI ? ROUTE_BACKLOG_HI
+                                                                             : c->sh->backlog_hi;
+}
+
 static void backlog_update(struct conn *c)
 {
     struct shard *sh = c->sh;
     bool going = c->flags & (CONN_F_DRAINING | CONN_F_CLOSING | CONN_F_RELEASED);
-    if (!(c->flags & CONN_F_BACKLOG) && !going && c->pending > sh->backlog_hi) {
+    uint64_t hi = backlog_hi(c);
+    if (!(c->flags & CONN_F_BACKLOG) && !going && c->pending > hi) {
         c->flags |= CONN_F_BACKLOG;
         sh->nbacklog++;
-    } else if ((c->flags & CONN_F_BACKLOG) && (going || c->pending <= sh->backlog_hi / 2)) {
+    } else if ((c->flags & CONN_F_BACKLOG) && (going || c->pending <= hi / 2)) {
         /* A conn being closed (e.g. a slow consumer) holds nobody back. */
         c->flags &= ~CONN_F_BACKLOG;
         sh->nbacklog--;
@@ -319,7 +329,7 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
     if (c->pending <= sh->srv->cfg.max_pending)
         c->progress_ns = sh->now_ns; /* under the limit until now */
     c->pending += len;
-    if (c->pending > sh->backlog_hi)
+    if (c->pending > backlog_hi(c))
         backlog_update(c);
     shard_push_dirty(sh, c);
     return true;
