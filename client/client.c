@@ -508,6 +508,16 @@ static void sub_topic_fields(const rmq_sub *s, Ringmq__Subscribe *sub)
         sub->start_seq = s->last_seq + 1;
         return;
     }
+    if (st->start == RMQ_START_NEW && s->sent_once) {
+        /* Re-sent before it delivered anything: "new" means new since it
+         * was made, not since the reconnect (which would skip what was
+         * stored meanwhile). By the broker's store times, so it relies on
+         * the two clocks agreeing. */
+        sub->start = RINGMQ__START_POLICY__START_TIME;
+        sub->has_start_time_ns = true;
+        sub->start_time_ns = s->new_since_ns;
+        return;
+    }
     sub->start = (Ringmq__StartPolicy)st->start;
     sub->has_start_seq = st->start == RMQ_START_SEQ;
     sub->start_seq = st->seq;
@@ -520,7 +530,7 @@ static void sub_topic_fields(const rmq_sub *s, Ringmq__Subscribe *sub)
  * UNSUBSCRIBE{max} carrying what is left of an auto-unsubscribe limit.
  * Caller holds c->mu (reads delivered/max/last_seq). Returns 0 or -ENOMEM.
  */
-int client_sub_frames(const rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap)
+int client_sub_frames(rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap)
 {
     Ringmq__Frame f = RINGMQ__FRAME__INIT;
     Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
@@ -532,6 +542,7 @@ int client_sub_frames(const rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap)
     sub.queue = s->queue;
     if (s->topic)
         sub_topic_fields(s, &sub);
+    s->sent_once = true;
     f.kind_case = RINGMQ__FRAME__KIND_SUB;
     f.sub = &sub;
     rc = frame_append(buf, len, cap, &f);
@@ -583,6 +594,11 @@ static int sub_create_locked(rmq_client *c, const struct client_sub_spec *sp, rm
     s->arg = sp->arg;
     s->refs = 1;
     s->start = sp->start;
+    if (sp->topic && !sp->durable && sp->start.start == RMQ_START_NEW) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->new_since_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
     s->cons = sp->cons;
     if (!dup_opt(&s->pattern, sp->pattern) || !dup_opt(&s->queue, sp->queue) ||
         !dup_opt(&s->topic, sp->topic) || !dup_opt(&s->durable, sp->durable))

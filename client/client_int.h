@@ -102,7 +102,9 @@ struct rmq_sub {
     bool user_freed; /* rmq_unsubscribe() was called */
     uint64_t max;    /* 0: no limit; else total deliveries allowed */
     uint64_t delivered;
-    uint64_t last_seq; /* topic replay: highest seq delivered, resumed after */
+    uint64_t last_seq;     /* topic replay: highest seq delivered, resumed after */
+    uint64_t new_since_ns; /* START_NEW replay: wall clock when it was made */
+    bool sent_once;        /* its SUBSCRIBE was built at least once */
     uint64_t dropped;
     bool overflowing; /* dropping since the last message that fit */
     struct rmq_msg *head, *tail;
@@ -227,7 +229,7 @@ void client_opts_fini(struct rmq_opts *o);
 /* ---- client.c ---- */
 int client_buf_reserve(uint8_t **buf, size_t *cap, size_t need);
 int client_frame_append_locked(rmq_client *c, const Ringmq__Frame *f);
-int client_sub_frames(const rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap);
+int client_sub_frames(rmq_sub *s, uint8_t **buf, size_t *len, size_t *cap);
 rmq_msg *client_msg_build(const struct codec_msg *cm, void *mem);
 size_t client_msg_size(const struct codec_msg *cm);
 void client_deliver(rmq_client *c, const struct codec_msg *cm);

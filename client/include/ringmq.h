@@ -877,8 +877,10 @@ typedef struct rmq_replay_opts {
  *
  * After a reconnect the subscription resumes after the last seq it
  * delivered (it is re-sent with #RMQ_START_SEQ = last + 1); one that has
- * delivered nothing yet is re-sent with @p o as given, so with
- * #RMQ_START_NEW messages stored while disconnected are not replayed.
+ * delivered nothing yet is re-sent with @p o as given, except
+ * #RMQ_START_NEW, which is re-sent as #RMQ_START_TIME at the moment the
+ * subscription was made (so messages stored while disconnected are not
+ * skipped; this compares the client's clock with the broker's store times).
  * @p o NULL means #RMQ_START_NEW. @p cb NULL makes a synchronous
  * subscription (#rmq_sub_next()).
  * Errors from the broker (unknown topic: #RMQ_ENOTFOUND, bad start:

@@ -675,14 +675,18 @@ START_TEST(test_topic_resubscribe_resumes)
     rmq_replay_opts all = {.start = RMQ_START_ALL};
     rmq_replay_opts tm = {.start = RMQ_START_TIME, .time_ns = 1234567890};
     struct sub_count sc = {fs, 0};
-    rmq_sub *s, *idle;
+    rmq_sub *s, *idle, *fresh;
     rmq_msg *m;
     Ringmq__Frame *f;
+    struct timespec t0, t1;
 
     atomic_store(&reconnects, 0);
     topic_add(c, "rs", "rs.>", NULL);
     ck_assert_int_eq(rmq_subscribe_topic(c, "rs", "rs.>", &all, NULL, NULL, &s), 0);
     ck_assert_int_eq(rmq_subscribe_topic(c, "rs", "rs.idle", &tm, NULL, NULL, &idle), 0);
+    clock_gettime(CLOCK_REALTIME, &t0);
+    ck_assert_int_eq(rmq_subscribe_topic(c, "rs", "rs.new", NULL, NULL, NULL, &fresh), 0);
+    clock_gettime(CLOCK_REALTIME, &t1);
     ck_assert_int_eq(rmq_flush(c, 2000), 0);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(rmq_publish(c, "rs.x", "m", 1), 0);
@@ -691,7 +695,11 @@ START_TEST(test_topic_resubscribe_resumes)
         ck_assert_uint_eq(rmq_msg_seq(m), want);
         rmq_msg_free(m);
     }
-    sc.want = fake_count(fs, CODEC_K_SUB) + 2;
+    /* The first SUBSCRIBE of a START_NEW replay says NEW. */
+    f = sub_frame(fs, "rs.new");
+    ck_assert_int_eq(f->sub->start, RINGMQ__START_POLICY__START_NEW);
+    ringmq__frame__free_unpacked(f, NULL);
+    sc.want = fake_count(fs, CODEC_K_SUB) + 3;
     fake_kick(fs);
     ck_assert(wait_atomic(&reconnects, 1, 3000));
     ck_assert(fake_wait(subs_seen, &sc, 2000));
@@ -708,6 +716,15 @@ START_TEST(test_topic_resubscribe_resumes)
     ck_assert_int_eq(f->sub->start, RINGMQ__START_POLICY__START_TIME);
     ck_assert_uint_eq(f->sub->start_time_ns, 1234567890);
     ringmq__frame__free_unpacked(f, NULL);
+    /* a START_NEW one that delivered nothing: new since it was made, so
+     * what was stored during the reconnect is not skipped */
+    f = sub_frame(fs, "rs.new");
+    ck_assert_int_eq(f->sub->start, RINGMQ__START_POLICY__START_TIME);
+    ck_assert_uint_ge(f->sub->start_time_ns,
+                      (uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec);
+    ck_assert_uint_le(f->sub->start_time_ns,
+                      (uint64_t)t1.tv_sec * 1000000000ull + (uint64_t)t1.tv_nsec);
+    ringmq__frame__free_unpacked(f, NULL);
 
     /* and goes on live */
     ck_assert_int_eq(rmq_publish(c, "rs.x", "m", 1), 0);
@@ -716,6 +733,7 @@ START_TEST(test_topic_resubscribe_resumes)
     rmq_msg_free(m);
     rmq_unsubscribe(s);
     rmq_unsubscribe(idle);
+    rmq_unsubscribe(fresh);
     rmq_close(c);
     fake_stop(fs);
 }
