@@ -65,6 +65,7 @@ static void usage(FILE *f)
             "        send a request and print the reply payload (default timeout 2000)\n"
             "  bench SUBJECT [--pubs P] [--subs S] [--msgs N] [--size BYTES]\n"
             "        [--queue GROUP] [--latency] [--rate MSGS_PER_S] [--timeout MS] [--json]\n"
+            "        [--sub-servers HOST:PORT[,...]] (subscribers on other nodes, round-robin)\n"
             "        P publishers and S subscribers, each on its own connection and\n"
             "        thread; prints msgs/s and MB/s and the messages lost (with --queue\n"
             "        the group must get N exactly once); --latency publishes at --rate\n"
