@@ -544,6 +544,16 @@ void conn_send_pong(struct conn *c, uint64_t token)
     }
 }
 
+/* See conn.h. */
+void conn_send_frame(struct conn *c, const Ringmq__Frame *f)
+{
+    size_t n = codec_frame_size(f);
+    struct msgbuf *m = msgbuf_new(&c->sh->pool, (uint32_t)n);
+    codec_frame_write(f, m->data, n);
+    conn_enqueue(c, NULL, 0, m, true);
+    xshard_unref(c->sh, m);
+}
+
 /* ---- Subscriptions and teardown ---- */
 
 static void conn_subs_clear(struct conn *c)

@@ -66,6 +66,9 @@ void conn_send_error(struct conn *c, Ringmq__ErrorCode code, const char *text, u
 /* Queue a PONG with token (answers a PING once interest is settled). */
 void conn_send_pong(struct conn *c, uint64_t token);
 
+/* Encode f (protobuf-c) and queue it on c, past the slow-consumer limit. */
+void conn_send_frame(struct conn *c, const Ringmq__Frame *f);
+
 /* Disconnect a slow consumer: drop its queue, send the error, drain. */
 void conn_slow_close(struct conn *c);
 

@@ -473,15 +473,6 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
 
 /* ---- Handshake and control ---- */
 
-static void send_frame(struct conn *c, const Ringmq__Frame *f)
-{
-    size_t n = codec_frame_size(f);
-    struct msgbuf *m = msgbuf_new(&c->sh->pool, (uint32_t)n);
-    codec_frame_write(f, m->data, n);
-    conn_enqueue(c, NULL, 0, m, true);
-    xshard_unref(c->sh, m);
-}
-
 static void on_connect(struct conn *c, const struct codec_span *sp)
 {
     struct shard *sh = c->sh;
@@ -523,7 +514,7 @@ static void on_connect(struct conn *c, const struct codec_span *sp)
     info.client_id = c->id;
     f.kind_case = RINGMQ__FRAME__KIND_INFO;
     f.info = &info;
-    send_frame(c, &f);
+    conn_send_frame(c, &f);
     log_debug("[s%u] conn %llu connected as '%s'", sh->id, (unsigned long long)c->id, c->name);
 out:
     ringmq__connect__free_unpacked(m, NULL);

@@ -173,6 +173,9 @@ struct topic_table *dur_table_ref(struct server *srv);
 
 /* ---- Shard side (topic.c) ---- */
 
+/* A topic or consumer name: 1..STORE_NAME_MAX of [A-Za-z0-9_-] (any thread). */
+bool dur_name_ok(const char *s);
+
 void topic_shard_init(struct shard *sh);
 void topic_shard_fini(struct shard *sh);
 /* Drop one reference of a table (any thread). */

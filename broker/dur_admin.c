@@ -187,24 +187,12 @@ static void reply_list(struct dur *d, struct dop_admin *op)
     cfg_list_free(&l);
 }
 
-static bool name_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > STORE_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
-
 /* Check a TopicConfig and turn it into a store_topic_cfg; text says why not. */
 static int cfg_from_wire(struct dur *d, const Ringmq__TopicConfig *m, struct store_topic_cfg *c,
                          char *text, size_t tlen)
 {
     memset(c, 0, sizeof(*c));
-    if (!name_ok(m->name)) {
+    if (!dur_name_ok(m->name)) {
         snprintf(text, tlen, "topic names are 1-%d of [A-Za-z0-9_-]", STORE_NAME_MAX);
         return -EINVAL;
     }

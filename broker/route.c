@@ -203,15 +203,6 @@ void route_server_fini(struct server *srv)
 
 /* ---- Frames ---- */
 
-static void send_frame(struct conn *c, const Ringmq__Frame *f)
-{
-    size_t n = codec_frame_size(f);
-    struct msgbuf *m = msgbuf_new(&c->sh->pool, (uint32_t)n);
-    codec_frame_write(f, m->data, n);
-    conn_enqueue(c, NULL, 0, m, true);
-    xshard_unref(c->sh, m);
-}
-
 static void send_connect(struct cluster *cl, struct conn *c)
 {
     Ringmq__Frame f = RINGMQ__FRAME__INIT;
@@ -232,7 +223,7 @@ static void send_connect(struct cluster *cl, struct conn *c)
     rc.peers = peers;
     f.kind_case = RINGMQ__FRAME__KIND_ROUTE_CONNECT;
     f.route_connect = &rc;
-    send_frame(c, &f);
+    conn_send_frame(c, &f);
 }
 
 struct keyref {
@@ -269,7 +260,7 @@ static void send_interest(struct conn *c, const struct keyref *keys, size_t n, b
     }
     f.kind_case = RINGMQ__FRAME__KIND_ROUTE_INTEREST;
     f.route_interest = &ri;
-    send_frame(c, &f);
+    conn_send_frame(c, &f);
     free(buf);
 }
 

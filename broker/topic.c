@@ -330,9 +330,10 @@ bool topic_sys_publish(struct shard *sh, const struct codec_msg *m)
 
 /* ---- Consumer bindings ---- */
 
-static bool name_ok(const char *s)
+/* See dur.h. */
+bool dur_name_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s ? strlen(s) : 0;
     if (n < 1 || n > STORE_NAME_MAX)
         return false;
     for (size_t i = 0; i < n; i++)
@@ -355,7 +356,7 @@ int topic_bind_prepare(struct conn *c, const Ringmq__Subscribe *m, struct dop_bi
         why = "this broker runs without storage (--storage off)";
     } else if (!m->topic) {
         why = "a durable consumer needs its topic";
-    } else if (!name_ok(m->durable)) {
+    } else if (!dur_name_ok(m->durable)) {
         why = "consumer names are 1-64 of [A-Za-z0-9_-]";
     } else if ((m->queue && m->queue[0]) || strcmp(m->pattern, ">") != 0) {
         why = "a consumer binding takes pattern \">\" and no queue group";

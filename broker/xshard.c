@@ -400,6 +400,18 @@ static bool in_groups(const struct route_scan *rs, uint64_t ghash)
     return false;
 }
 
+/* Record what rint ri asks of a target: plain, or one more queue group. */
+static void take_choice(struct route_scan *rs, const struct rint *ri, bool *plain, uint8_t *ng,
+                        uint64_t *g)
+{
+    if (!ri->ghash)
+        *plain = true;
+    else if (*ng < XROUTE_GROUPS)
+        g[(*ng)++] = ri->ghash;
+    else
+        rs->overflow = true;
+}
+
 static enum trie_visit_rc scan_peer(struct route_scan *rs, const struct rint *ri)
 {
     unsigned slot = ri->shard - XORIGIN_PEER;
@@ -413,12 +425,7 @@ static enum trie_visit_rc scan_peer(struct route_scan *rs, const struct rint *ri
         return TRIE_NEXT_MEMBER;
     if (!t->plain && !t->ng)
         rs->ptouched[rs->npt++] = slot;
-    if (!ri->ghash)
-        t->plain = true;
-    else if (t->ng < XROUTE_GROUPS)
-        t->g[t->ng++] = ri->ghash;
-    else
-        rs->overflow = true;
+    take_choice(rs, ri, &t->plain, &t->ng, t->g);
     return TRIE_TAKEN;
 }
 
@@ -438,12 +445,7 @@ static enum trie_visit_rc scan_visit(void *p, void *arg)
         t->touched = true;
         rs->touched[rs->nt++] = ri->shard;
     }
-    if (!ri->ghash)
-        t->plain = true;
-    else if (t->ng < XROUTE_GROUPS)
-        t->g[t->ng++] = ri->ghash;
-    else
-        rs->overflow = true;
+    take_choice(rs, ri, &t->plain, &t->ng, t->g);
     return TRIE_TAKEN;
 }
 
