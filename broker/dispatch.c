@@ -466,6 +466,13 @@ static void on_publish(struct conn *c, const struct codec_span *sp)
             return;
         }
     }
+    if (sh->rtopics && sh->rtopics->n) {
+        int ridx = rtopic_of_subject(sh, (const char *)m.subject.p, m.subject.len);
+        if (ridx >= 0) {
+            topic_publish_remote(sh, &m, ridx);
+            return;
+        }
+    }
     if (m.nhdrs && m.reply.len && topic_refuse_ack(sh, &m))
         return;
     xshard_route(sh, &m);

@@ -80,6 +80,17 @@ struct topic_table {
     struct topic_ent t[];
 };
 
+/* The topics other nodes of the cluster own (route.c builds it on shard 0;
+ * every shard holds a reference). owner indexes route.c's owner list. */
+struct rtopic_table {
+    _Atomic uint32_t refs;
+    uint32_t n;
+    struct {
+        uint32_t owner;
+        struct topic_ent topic;
+    } t[];
+};
+
 struct dop_append {
     struct dop h;
     uint32_t topic;                /* in: topic id */
@@ -195,6 +206,17 @@ void topic_publish(struct shard *sh, struct conn *c, const struct codec_msg *m, 
  * true. false (nothing sent) for any other publish.
  */
 bool topic_refuse_ack(struct shard *sh, const struct codec_msg *m);
+/* Drop one reference of a remote topic table (any thread). */
+void rtopic_table_unref(struct rtopic_table *t);
+/* Swap in sh's new remote topic table (one reference, taken over). */
+void topic_rtopics_apply(struct shard *sh, struct rtopic_table *t);
+/* The index in sh->rtopics of the remote topic holding subject, or -1. */
+int rtopic_of_subject(struct shard *sh, const char *subj, size_t slen);
+/* A publish on a remote topic's subject: forward it to its owner, or answer
+ * UNAVAILABLE (with Rmq-Expect-Ack) while the owner's route is down. */
+void topic_publish_remote(struct shard *sh, const struct codec_msg *m, int ridx);
+/* Shard 0: a publish forwarded by another node for a topic we own. */
+void topic_publish_from_route(struct shard *sh, const struct codec_msg *m);
 /* A publish to $SYS.ACK.* or $SYS.REQ.TOPIC/CONSUMER.*; true if it was one. */
 bool topic_sys_publish(struct shard *sh, const struct codec_msg *m);
 /* Queue an op for the storage thread (sent by dur_flush). */

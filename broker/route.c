@@ -19,6 +19,7 @@
 
 #include "codec.h"
 #include "conn.h"
+#include "dur.h"
 #include "log.h"
 #include "shard.h"
 #include "strmap.h"
@@ -54,8 +55,21 @@ struct rpeer {
     struct strmap keys; /* its interest: "pattern\0queue" */
 };
 
+/* A node that owns durable topics, as far as this node knows: kept while
+ * its route is down, so publishes on its subjects get UNAVAILABLE. */
+struct owner {
+    char node[64];
+    uint32_t ntopics;
+    struct topic_ent *topics; /* id unused */
+};
+
 struct cluster {
     struct server *srv;
+    struct owner owners[CONFIG_MAX_ROUTES];
+    uint32_t nowners;
+    /* Read by every shard (route_remote_*): set on shard 0. */
+    _Atomic bool owner_up[CONFIG_MAX_ROUTES];
+    _Atomic uint32_t owner_slot[CONFIG_MAX_ROUTES];
     int listen_fd;
     bool accept_armed, stopping;
     char listen_addr[280];
@@ -68,6 +82,7 @@ struct cluster {
 };
 
 static void json_refresh(struct cluster *cl);
+static void send_topics(struct shard *sh, struct conn *c);
 
 /* ---- Main thread ---- */
 
@@ -194,6 +209,8 @@ void route_server_fini(struct server *srv)
         strmap_fini(&p->keys);
     }
     strmap_fini(&cl->nodekeys);
+    for (uint32_t i = 0; i < cl->nowners; i++)
+        free(cl->owners[i].topics);
     pthread_mutex_destroy(&cl->json_mu);
     if (cl->listen_fd >= 0)
         close(cl->listen_fd);
@@ -312,7 +329,7 @@ void route_node_interest(struct shard *sh, const char *key, size_t klen, bool ad
 
 /* See route.h. */
 void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool plain,
-                   const uint64_t *g, unsigned ng)
+                   const uint64_t *g, unsigned ng, bool publish)
 {
     struct cluster *cl = sh->srv->cluster;
     struct rpeer *p;
@@ -328,7 +345,7 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
         ng = CODEC_ROUTE_GROUPS;
     for (unsigned i = 0; i < ng; i++)
         g32[i] = (uint32_t)g[i];
-    pl = codec_route_prefix(pre, body->len, plain, g32, ng);
+    pl = codec_route_prefix(pre, body->len, plain, g32, ng, publish);
     if (conn_enqueue(p->conn, pre, pl, body, false)) {
         p->msgs_out++;
         stat_add(&sh->stats.route_out, 1);
@@ -432,6 +449,7 @@ static void on_route_connect(struct conn *c, const struct codec_span *sp)
     log_info("cluster: route to %s (%s, %s) is up", p->node, p->listen,
              p->outgoing ? "dialled" : "accepted");
     send_all_interest(cl, c);
+    send_topics(c->sh, c);
     learn(cl, m->listen);
     for (size_t i = 0; i < m->n_peers; i++)
         learn(cl, m->peers[i]);
@@ -487,8 +505,8 @@ static void on_route_msg(struct conn *c, const struct codec_span *sp)
     struct codec_msg m;
     uint32_t g[64];
     unsigned ng;
-    bool plain;
-    if (codec_route_msg_parse(sp->p, sp->len, &m, &plain, g, &ng, 64) ||
+    bool plain, publish;
+    if (codec_route_msg_parse(sp->p, sp->len, &m, &plain, g, &ng, 64, &publish) ||
         subject_check((const char *)m.subject.p, m.subject.len)) {
         log_warn("cluster: malformed RouteMsg from %s; closing", p->node);
         conn_close(c);
@@ -496,7 +514,127 @@ static void on_route_msg(struct conn *c, const struct codec_span *sp)
     }
     p->msgs_in++;
     stat_add(&c->sh->stats.route_in, 1);
-    xshard_route_in(c->sh, &m, plain, g, ng);
+    if (publish)
+        topic_publish_from_route(c->sh, &m);
+    else
+        xshard_route_in(c->sh, &m, plain, g, ng);
+}
+
+/* ---- Durable topics owned by other nodes ---- */
+
+static struct owner *owner_of(struct cluster *cl, const char *node, bool make)
+{
+    for (uint32_t i = 0; i < cl->nowners; i++)
+        if (strcmp(cl->owners[i].node, node) == 0)
+            return &cl->owners[i];
+    if (!make || cl->nowners == CONFIG_MAX_ROUTES)
+        return NULL;
+    memset(&cl->owners[cl->nowners], 0, sizeof(cl->owners[0]));
+    snprintf(cl->owners[cl->nowners].node, sizeof(cl->owners[0].node), "%s", node);
+    return &cl->owners[cl->nowners++];
+}
+
+/* Give every shard a new table of the topics other nodes own. */
+static void remote_publish(struct shard *sh, struct cluster *cl)
+{
+    uint32_t n = 0, k = 0;
+    struct rtopic_table *t;
+    for (uint32_t i = 0; i < cl->nowners; i++)
+        n += cl->owners[i].ntopics;
+    t = xcalloc(1, sizeof(*t) + n * sizeof(t->t[0]));
+    atomic_init(&t->refs, 1);
+    t->n = n;
+    for (uint32_t i = 0; i < cl->nowners; i++)
+        for (uint32_t j = 0; j < cl->owners[i].ntopics; j++) {
+            t->t[k].owner = i;
+            t->t[k++].topic = cl->owners[i].topics[j];
+        }
+    xshard_rtopics(sh, t);
+}
+
+static void on_route_topics(struct conn *c, const struct codec_span *sp)
+{
+    struct rpeer *p = c->route;
+    struct cluster *cl = p->cl;
+    Ringmq__RouteTopics *m = ringmq__route_topics__unpack(NULL, sp->len, sp->p);
+    struct owner *o;
+    if (!m) {
+        log_warn("cluster: malformed RouteTopics from %s; closing", p->node);
+        conn_close(c);
+        return;
+    }
+    o = owner_of(cl, p->node, true);
+    if (o) {
+        free(o->topics);
+        o->topics = xcalloc(m->n_topics + 1, sizeof(*o->topics));
+        o->ntopics = 0;
+        for (size_t i = 0; i < m->n_topics; i++) {
+            struct topic_ent *e = &o->topics[o->ntopics];
+            Ringmq__RouteTopic *rt = m->topics[i];
+            if (!dur_name_ok(rt->name) || rt->n_subjects < 1 || rt->n_subjects > STORE_PATTERNS_MAX)
+                continue;
+            snprintf(e->name, sizeof(e->name), "%s", rt->name);
+            for (size_t k = 0; k < rt->n_subjects; k++)
+                if (strlen(rt->subjects[k]) <= STORE_PATTERN_MAX &&
+                    subject_check_pattern(rt->subjects[k], strlen(rt->subjects[k])) == 0)
+                    strcpy(e->pat[e->npat++], rt->subjects[k]);
+            if (e->npat)
+                o->ntopics++;
+        }
+        atomic_store(&cl->owner_slot[o - cl->owners], p->slot);
+        atomic_store(&cl->owner_up[o - cl->owners], true);
+        remote_publish(c->sh, cl);
+    }
+    ringmq__route_topics__free_unpacked(m, NULL);
+}
+
+/* Our own topics (sh->topics of shard 0), to one route. */
+static void send_topics(struct shard *sh, struct conn *c)
+{
+    Ringmq__Frame f = RINGMQ__FRAME__INIT;
+    Ringmq__RouteTopics rts = RINGMQ__ROUTE_TOPICS__INIT;
+    struct topic_table *tab = sh->topics;
+    uint32_t n = tab ? tab->n : 0;
+    Ringmq__RouteTopic *rt = xcalloc(n + 1, sizeof(*rt)), **rtp = xcalloc(n + 1, sizeof(*rtp));
+    char **subj = xcalloc((size_t)(n + 1) * STORE_PATTERNS_MAX, sizeof(*subj));
+    for (uint32_t i = 0; i < n; i++) {
+        ringmq__route_topic__init(&rt[i]);
+        rt[i].name = tab->t[i].name;
+        rt[i].n_subjects = tab->t[i].npat;
+        rt[i].subjects = subj + (size_t)i * STORE_PATTERNS_MAX;
+        for (uint32_t k = 0; k < tab->t[i].npat; k++)
+            rt[i].subjects[k] = tab->t[i].pat[k];
+        rtp[i] = &rt[i];
+    }
+    rts.n_topics = n;
+    rts.topics = rtp;
+    f.kind_case = RINGMQ__FRAME__KIND_ROUTE_TOPICS;
+    f.route_topics = &rts;
+    conn_send_frame(c, &f);
+    free(rt);
+    free(rtp);
+    free(subj);
+}
+
+/* See route.h. */
+void route_topics_changed(struct shard *sh)
+{
+    struct cluster *cl = sh->srv->cluster;
+    if (!cl)
+        return;
+    for (unsigned i = 0; i < CONFIG_MAX_ROUTES; i++)
+        if (cl->peers[i].used && route_usable(&cl->peers[i]))
+            send_topics(sh, cl->peers[i].conn);
+}
+
+/* See route.h. */
+bool route_owner_slot(struct server *srv, uint32_t owner, unsigned *slot)
+{
+    struct cluster *cl = srv->cluster;
+    if (!cl || owner >= CONFIG_MAX_ROUTES || !atomic_load(&cl->owner_up[owner]))
+        return false;
+    *slot = atomic_load(&cl->owner_slot[owner]);
+    return true;
 }
 
 /* See route.h. */
@@ -519,6 +657,8 @@ void route_frame(struct conn *c, const uint8_t *body, size_t len)
         on_route_interest(c, &sp);
     else if (kind == CODEC_K_ROUTE_MSG)
         on_route_msg(c, &sp);
+    else if (kind == CODEC_K_ROUTE_TOPICS)
+        on_route_topics(c, &sp);
     else if (kind != CODEC_K_PING && kind != CODEC_K_PONG) {
         log_warn("cluster: route %s sent frame kind %d; closing", c->route->node, kind);
         conn_close(c);
@@ -534,8 +674,12 @@ void route_conn_gone(struct shard *sh, struct conn *c)
     c->route = NULL;
     if (p->conn != c)
         return;
-    if (p->up)
+    if (p->up) {
+        struct owner *o = owner_of(p->cl, p->node, false);
         log_info("cluster: route to %s is down", p->node);
+        if (o)
+            atomic_store(&p->cl->owner_up[o - p->cl->owners], false);
+    }
     /* What it wanted is no longer wanted. */
     for (size_t i = 0; i < p->keys.cap; i++)
         if (p->keys.ents[i].key)

@@ -61,9 +61,14 @@ void route_frame(struct conn *c, const uint8_t *body, size_t len);
 /* A route connection is being freed. */
 void route_conn_gone(struct shard *sh, struct conn *c);
 
-/* Forward body (borrowed) to the peer in slot: plain and up to 3 groups. */
+/* Forward body (borrowed) to the peer in slot: plain and up to 3 groups;
+ * or, with publish, as a publish for the peer to store (a topic it owns). */
 void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool plain,
-                   const uint64_t *g, unsigned ng);
+                   const uint64_t *g, unsigned ng, bool publish);
+/* Shard 0: this node's topic table changed; tell the peers. */
+void route_topics_changed(struct shard *sh);
+/* Any shard: the route slot of topic owner number owner, if it is up. */
+bool route_owner_slot(struct server *srv, uint32_t owner, unsigned *slot);
 /* A shard of this node gained (add) or lost key "pattern\0queue". */
 void route_node_interest(struct shard *sh, const char *key, size_t klen, bool add);
 

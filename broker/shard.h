@@ -229,12 +229,14 @@ struct shard {
     uint32_t ponghead, npongs, pongcap;
 
     /* Durable topics, see dur.h. */
-    struct mpsc dur_in;         /* from the storage thread */
-    struct mpsc_chain dur_out;  /* to it, published by dur_flush */
-    struct topic_table *topics; /* one reference */
-    struct trie *ttrie;         /* topic patterns; values: table index + 1 */
-    uint64_t dur_inflight;      /* append bytes at the storage thread */
-    struct replay **replays;    /* topic subscriptions still reading the store */
+    struct mpsc dur_in;           /* from the storage thread */
+    struct mpsc_chain dur_out;    /* to it, published by dur_flush */
+    struct topic_table *topics;   /* one reference */
+    struct trie *ttrie;           /* topic patterns; values: table index + 1 */
+    struct rtopic_table *rtopics; /* cluster: topics other nodes own */
+    struct trie *rttrie;          /* their patterns; values: index + 1 */
+    uint64_t dur_inflight;        /* append bytes at the storage thread */
+    struct replay **replays;      /* topic subscriptions still reading the store */
     uint32_t nreplays, replaycap;
 
     struct shard_stats stats;

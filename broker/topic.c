@@ -17,6 +17,7 @@
 #include "dur_int.h"
 #include "log.h"
 #include "replay.h"
+#include "route.h"
 #include "shard.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -44,9 +45,53 @@ void topic_shard_init(struct shard *sh)
     table_apply(sh, sh->srv->dur ? dur_table_ref(sh->srv) : NULL);
 }
 
+static enum trie_visit_rc first_visit(void *p, void *arg)
+{
+    *(int *)arg = (int)(uintptr_t)p - 1;
+    return TRIE_TAKEN;
+}
+
+/* See dur.h. */
+void rtopic_table_unref(struct rtopic_table *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        free(t);
+}
+
+/* See dur.h. */
+void topic_rtopics_apply(struct shard *sh, struct rtopic_table *t)
+{
+    struct rtopic_table *old = sh->rtopics;
+    trie_free(sh->rttrie);
+    sh->rttrie = trie_new();
+    if (!sh->rttrie)
+        abort();
+    sh->rtopics = t;
+    for (uint32_t i = 0; i < t->n; i++)
+        for (uint32_t k = 0; k < t->t[i].topic.npat; k++)
+            if (trie_insert(sh->rttrie, t->t[i].topic.pat[k], strlen(t->t[i].topic.pat[k]), NULL, 0,
+                            (void *)(uintptr_t)(i + 1)) < 0)
+                abort(); /* checked by route.c; only OOM gets here */
+    rtopic_table_unref(old);
+}
+
+/* See dur.h. */
+int rtopic_of_subject(struct shard *sh, const char *subj, size_t slen)
+{
+    int idx = -1;
+    if (!sh->rtopics || !sh->rtopics->n)
+        return -1;
+    trie_match(sh->rttrie, subj, slen, first_visit, &idx);
+    return idx;
+}
+
 /* See dur.h. */
 void topic_shard_fini(struct shard *sh)
 {
+    rtopic_table_unref(sh->rtopics);
+    sh->rtopics = NULL;
+    trie_free(sh->rttrie);
+    sh->rttrie = NULL;
     topic_table_unref(sh->topics);
     sh->topics = NULL;
     trie_free(sh->ttrie);
@@ -56,12 +101,6 @@ void topic_shard_fini(struct shard *sh)
     sh->nreplays = 0;
     if (sh->srv->dur)
         mpsc_push_chain(&sh->srv->dur->in, &sh->dur_out); /* handled or freed by dur_stop */
-}
-
-static enum trie_visit_rc first_visit(void *p, void *arg)
-{
-    *(int *)arg = (int)(uintptr_t)p - 1;
-    return TRIE_TAKEN;
 }
 
 /* See dur.h. */
@@ -216,6 +255,50 @@ bool topic_refuse_ack(struct shard *sh, const struct codec_msg *m)
              (int)(m->subject.len > 80 ? 80 : m->subject.len), (const char *)m->subject.p);
     pub_ack(sh, reply, NULL, 0, false, sh->srv->dur ? RMQ_ENOTFOUND : RMQ_EUNAVAIL, text);
     return true;
+}
+
+static bool wants_ack(const struct codec_msg *m)
+{
+    struct codec_hdr h;
+    size_t pos = 0;
+    if (!m->reply.len)
+        return false;
+    while (codec_hdr_next(m, &pos, &h))
+        if (h.klen == strlen(DUR_EXPECT_ACK_HDR) && memcmp(h.key, DUR_EXPECT_ACK_HDR, h.klen) == 0)
+            return true;
+    return false;
+}
+
+/* See dur.h. */
+void topic_publish_remote(struct shard *sh, const struct codec_msg *m, int ridx)
+{
+    unsigned slot;
+    struct msgbuf *body;
+    if (!route_owner_slot(sh->srv, sh->rtopics->t[ridx].owner, &slot)) {
+        if (wants_ack(m)) {
+            char reply[SUBJECT_MAX_LEN + 1], text[160];
+            memcpy(reply, m->reply.p, m->reply.len);
+            reply[m->reply.len] = '\0';
+            snprintf(text, sizeof(text), "topic %s: the node that stores it is unreachable",
+                     sh->rtopics->t[ridx].topic.name);
+            pub_ack(sh, reply, NULL, 0, false, RMQ_EUNAVAIL, text);
+        }
+        return;
+    }
+    body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
+    codec_body_write(m, body->data);
+    xshard_route_publish(sh, slot, body);
+    xshard_unref(sh, body);
+}
+
+/* See dur.h. */
+void topic_publish_from_route(struct shard *sh, const struct codec_msg *m)
+{
+    int tidx = topic_of_subject(sh, (const char *)m->subject.p, m->subject.len);
+    if (tidx >= 0)
+        topic_publish(sh, NULL, m, tidx);
+    else
+        topic_refuse_ack(sh, m); /* a topic removed meanwhile */
 }
 
 static void append_done(struct shard *sh, struct dop_append *op)
@@ -517,6 +600,8 @@ void dur_drain(struct shard *sh)
             table_apply(sh, t->tab);
             t->tab = NULL;
             drop_orphans(sh);
+            if (sh->id == 0)
+                route_topics_changed(sh);
             dur_send(sh, op);
             break;
         }

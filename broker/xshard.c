@@ -27,6 +27,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "dispatch.h"
+#include "dur.h"
 #include "log.h"
 #include "route.h"
 #include "shard.h"
@@ -464,7 +465,7 @@ static void forward_peers(struct shard *sh, struct route_scan *rs, struct msgbuf
         do {
             unsigned ng = t->ng - g < XENT_GROUPS ? t->ng - g : XENT_GROUPS;
             if (sh->id == 0) {
-                route_forward(sh, slot, body, g == 0 && t->plain, t->g + g, ng);
+                route_forward(sh, slot, body, g == 0 && t->plain, t->g + g, ng, false);
             } else {
                 struct xent e = {.type = XE_ROUTE,
                                  .plain = g == 0 && t->plain,
@@ -551,6 +552,31 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
 }
 
 /* See xshard.h. */
+void xshard_rtopics(struct shard *sh, struct rtopic_table *t)
+{
+    for (unsigned d = 0; d < sh->srv->nshards; d++) {
+        struct xent e = {.type = XE_RTOPICS, .ptr = t};
+        if (d == sh->id)
+            continue;
+        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+        stage_push(sh, d, &e);
+    }
+    topic_rtopics_apply(sh, t);
+}
+
+/* See xshard.h. */
+void xshard_route_publish(struct shard *sh, unsigned slot, struct msgbuf *body)
+{
+    struct xent e = {.type = XE_ROUTE, .plain = 2, .seq = slot};
+    if (sh->id == 0) {
+        route_forward(sh, slot, body, false, NULL, 0, true);
+        return;
+    }
+    e.ptr = msgbuf_ref(body);
+    stage_push(sh, 0, &e);
+}
+
+/* See xshard.h. */
 void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, const uint32_t *g,
                      unsigned ng)
 {
@@ -579,8 +605,11 @@ static void handle(struct shard *sh, unsigned from, struct xent *e)
         msgpool_put(&sh->pool, e->ptr);
         break;
     case XE_ROUTE:
-        route_forward(sh, (unsigned)e->seq, e->ptr, e->plain, e->g, e->ngroups);
+        route_forward(sh, (unsigned)e->seq, e->ptr, e->plain == 1, e->g, e->ngroups, e->plain == 2);
         xshard_unref(sh, e->ptr);
+        break;
+    case XE_RTOPICS:
+        topic_rtopics_apply(sh, e->ptr);
         break;
     case XE_INT_ADD:
     case XE_INT_DEL: {
@@ -626,6 +655,9 @@ static void drop_entry(struct shard *sh, struct xent *e)
     case XE_ROUTE:
     case XE_DELIVER:
         xshard_unref(sh, e->ptr);
+        break;
+    case XE_RTOPICS:
+        rtopic_table_unref(e->ptr);
         break;
     case XE_FREE:
         free(e->ptr);

@@ -42,7 +42,9 @@ enum xent_type {
     XE_INT_ADD = 3, /* ptr: malloc'd "pattern\0queue" key; seq */
     XE_INT_DEL = 4, /* same */
     XE_INT_ACK = 5, /* seq: the sender applied interest up to seq */
-    XE_ROUTE = 6,   /* to shard 0: forward ptr (msgbuf, one ref) to route origin (in seq) */
+    XE_ROUTE = 6,   /* to shard 0: forward ptr (msgbuf, one ref) to route slot (in seq);
+                       plain 2: as a publish for the peer to store */
+    XE_RTOPICS = 7, /* from shard 0: ptr: struct rtopic_table (one ref) */
 };
 
 /* Interest origins: shards are 0..nshards-1; a peer node (route.c) is
@@ -112,6 +114,12 @@ unsigned xshard_drain(struct shard *sh, unsigned budget);
  */
 void xshard_peer_interest(struct shard *sh, uint16_t origin, const char *key, size_t klen,
                           bool add);
+/* Shard 0, cluster: give every shard (itself included) table t (one
+ * reference, taken over). */
+struct rtopic_table;
+void xshard_rtopics(struct shard *sh, struct rtopic_table *t);
+/* Hand a publish for a remote topic's owner to shard 0 (or send it). */
+void xshard_route_publish(struct shard *sh, unsigned slot, struct msgbuf *body);
 /* Shard 0, cluster: a message from a route, for this node's subscribers
  * only: plain ones if plain, and one member of each group in g (low 32
  * bits of the group hash). */

@@ -273,22 +273,25 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
 
 /* See codec.h. */
 int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
-                          uint32_t *groups, unsigned *ngroups, unsigned max)
+                          uint32_t *groups, unsigned *ngroups, unsigned max, bool *publish)
 {
     struct field f = {0};
     size_t pos = 0;
     int rc = codec_msg_parse(p, len, m);
     *plain = false;
+    *publish = false;
     *ngroups = 0;
     if (rc)
         return rc;
     while ((rc = field_next(p, len, &pos, &f)) == 1) {
         if (f.num == 9 && f.wt == WT_VARINT)
             *plain = f.v != 0;
+        else if (f.num == 11 && f.wt == WT_VARINT)
+            *publish = f.v != 0;
         else if (f.num == 10 && f.wt == WT_I32 && *ngroups < max)
             groups[(*ngroups)++] = (uint32_t)p[f.end - 4] | (uint32_t)p[f.end - 3] << 8 |
                                    (uint32_t)p[f.end - 2] << 16 | (uint32_t)p[f.end - 1] << 24;
-        else if (f.num == 9 || f.num == 10)
+        else if (f.num == 9 || f.num == 10 || f.num == 11)
             return RMQ_EFRAME;
     }
     return rc < 0 ? rc : 0;
@@ -296,9 +299,9 @@ int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, boo
 
 /* See codec.h. */
 size_t codec_route_prefix(uint8_t *out, size_t body_len, bool plain, const uint32_t *groups,
-                          unsigned ngroups)
+                          unsigned ngroups, bool publish)
 {
-    size_t extra = (plain ? 2 : 0) + 5 * (size_t)ngroups;
+    size_t extra = (plain ? 2 : 0) + (publish ? 2 : 0) + 5 * (size_t)ngroups;
     size_t mlen = extra + body_len, n = CODEC_HDR_LEN;
     uint32_t flen;
     out[n++] = (uint8_t)((CODEC_K_ROUTE_MSG << 3 | WT_LEN) | 0x80);
@@ -306,6 +309,10 @@ size_t codec_route_prefix(uint8_t *out, size_t body_len, bool plain, const uint3
     n += varint_put(out + n, mlen);
     if (plain) {
         out[n++] = 9 << 3 | WT_VARINT;
+        out[n++] = 1;
+    }
+    if (publish) {
+        out[n++] = 11 << 3 | WT_VARINT;
         out[n++] = 1;
     }
     for (unsigned i = 0; i < ngroups; i++) {

@@ -56,11 +56,12 @@ enum codec_kind {
     CODEC_K_ROUTE_CONNECT = 32,
     CODEC_K_ROUTE_INTEREST = 33,
     CODEC_K_ROUTE_MSG = 34,
+    CODEC_K_ROUTE_TOPICS = 35,
     CODEC_K_ROUTE_FIRST = 32,
-    CODEC_K_ROUTE_LAST = 34,
+    CODEC_K_ROUTE_LAST = 35,
 };
 /* Largest codec_route_prefix(): length, kind, length, plain, 3 groups. */
-#define CODEC_ROUTE_PREFIX_MAX (4 + 2 + 5 + 2 + 3 * 5)
+#define CODEC_ROUTE_PREFIX_MAX (4 + 2 + 5 + 2 + 3 * 5) /* publish: no groups */
 #define CODEC_ROUTE_GROUPS 3
 
 struct codec_span {
@@ -126,7 +127,7 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m);
  * and up to max group ids (fixed32; more are ignored). 0 or RMQ_EFRAME.
  */
 int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
-                          uint32_t *groups, unsigned *ngroups, unsigned max);
+                          uint32_t *groups, unsigned *ngroups, unsigned max, bool *publish);
 
 /*
  * The per-route prefix of a forwarded message: length prefix, Frame field
@@ -135,7 +136,7 @@ int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, boo
  * Returns the prefix length (<= CODEC_ROUTE_PREFIX_MAX).
  */
 size_t codec_route_prefix(uint8_t *out, size_t body_len, bool plain, const uint32_t *groups,
-                          unsigned ngroups);
+                          unsigned ngroups, bool publish);
 
 /*
  * Iterate the headers of a parsed message. *pos starts at 0. Returns 1 and

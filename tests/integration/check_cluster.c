@@ -1655,6 +1655,103 @@ static bool ns_setup(struct netns *x)
     return true;
 }
 
+/* A durable topic owned by node a, reached from b and c: acked publishes
+ * are stored on a (one seq per topic, dedup across nodes), subscribers on
+ * other nodes get the stored messages; while a is down an acked publish
+ * gets RMQ_EUNAVAIL at once, never a silent drop; after a restart it works
+ * again and the seqs go on. */
+START_TEST(test_cluster_durable_topic_on_remote_owner)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb, *cc;
+    const char *subj[] = {"dur.>"};
+    rmq_topic_cfg cfg = {.name = "DUR", .subjects = subj, .nsubjects = 1};
+    rmq_topic_info ti;
+    rmq_pub_ack ack;
+    rmq_sub *sb;
+    rmq_msg *m;
+    char why[1024];
+    uint64_t t0, end;
+    int rc;
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "pub-b", NULL);
+    cc = it_client(n[2].b.addr, "pub-c", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    /* The topic list reaches b and c asynchronously: retry the first one. */
+    end = test_now_ms() + 5000;
+    do {
+        rc = rmq_publish_ack(cb, "dur.x", "b-1", 3, "id-b-1", 2000, &ack);
+        if (rc)
+            usleep(50 * 1000);
+    } while (rc && test_now_ms() < end);
+    CL_CHECK(rc == 0, "publish_ack from b to a's topic: %s", rmq_strerror(rc));
+    ck_assert_str_eq(ack.topic, "DUR");
+    ck_assert_uint_eq(ack.seq, 1);
+    ck_assert_int_eq(rmq_subscribe_sync(cb, "dur.>", NULL, &sb), 0);
+    flush_ok(cb);
+    usleep(300 * 1000); /* b's interest reaches a */
+    for (uint64_t i = 2; i <= 20; i++) {
+        char pl[16];
+        rmq_client *who = i % 2 ? cb : cc;
+        snprintf(pl, sizeof(pl), "m-%" PRIu64, i);
+        end = test_now_ms() + 5000;
+        do
+            rc = rmq_publish_ack(who, "dur.y", pl, strlen(pl), NULL, 2000, &ack);
+        while (rc == RMQ_ENOTFOUND && test_now_ms() < end && usleep(50 * 1000) == 0);
+        CL_CHECK(rc == 0 && ack.seq == i, "publish %" PRIu64 " from %s: %s, seq %" PRIu64, i,
+                 who == cb ? "b" : "c", rmq_strerror(rc), ack.seq);
+    }
+    /* A re-send with the same id, from another node, is a duplicate. */
+    ck_assert_int_eq(rmq_publish_ack(cc, "dur.x", "b-1", 3, "id-b-1", 2000, &ack), 0);
+    ck_assert(ack.duplicate);
+    ck_assert_uint_eq(ack.seq, 1);
+    ck_assert_int_eq(rmq_topic_info_get(ca, "DUR", 5000, &ti), 0);
+    ck_assert_uint_eq(ti.msgs, 20);
+    ck_assert_uint_eq(ti.last_seq, 20);
+    /* b's live subscriber got the stored messages 2..20 with their seqs. */
+    for (uint64_t i = 2; i <= 20; i++) {
+        rc = rmq_sub_next(sb, 5000, &m);
+        CL_CHECK(rc == 0, "live message %" PRIu64 " on b: %s", i, rmq_strerror(rc));
+        ck_assert_uint_eq(rmq_msg_seq(m), i);
+        rmq_msg_free(m);
+    }
+
+    /* The owner goes away: acked publishes on b fail at once, clearly. */
+    it_close(ca);
+    it_close(mon[0]);
+    mon[0] = NULL;
+    node_kill(&n[0]);
+    wait_pair(&n[1], mon[1], &n[2], mon[2], 8000, "after a was killed");
+    t0 = test_now_ms();
+    rc = rmq_publish_ack(cb, "dur.x", "lost?", 5, NULL, 3000, &ack);
+    CL_CHECK(rc == RMQ_EUNAVAIL, "publish_ack while the owner is down: %s (want RMQ_EUNAVAIL)",
+             rmq_strerror(rc));
+    CL_CHECK(test_now_ms() - t0 < 1000, "the unavailable answer took %" PRIu64 " ms",
+             test_now_ms() - t0);
+
+    /* Back: the mesh comes back, publishes go on with seq 21. */
+    rc = it_node_restart(&n[0]);
+    CL_CHECK(rc == 0, "a did not restart");
+    mon[0] = it_client(n[0].b.addr, "mon-a", NULL);
+    rc = it_cluster_wait_mesh(n, mon, 3, 15000, why, sizeof(why));
+    CL_CHECK(rc == 0, "no full mesh after a's restart: %s", why);
+    end = test_now_ms() + 5000;
+    do {
+        rc = rmq_publish_ack(cc, "dur.z", "back", 4, NULL, 2000, &ack);
+        if (rc)
+            usleep(50 * 1000);
+    } while (rc && test_now_ms() < end);
+    CL_CHECK(rc == 0 && ack.seq == 21, "publish after a's restart: %s, seq %" PRIu64,
+             rmq_strerror(rc), ack.seq);
+    rmq_unsubscribe(sb);
+    it_close(cb);
+    it_close(cc);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
 /* Move the calling thread (and what it forks or starts later) into namespace i, or -1: root. */
 static void ns_enter(struct netns *x, int i)
 {
@@ -1808,6 +1905,11 @@ static Suite *cluster_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_cluster_node_failure_client_failover);
     tcase_add_test(tc, test_cluster_restart_rejoins_and_resyncs);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("durable");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cluster_durable_topic_on_remote_owner);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("refuse");
