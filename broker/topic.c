@@ -294,7 +294,12 @@ void topic_publish_remote(struct shard *sh, const struct codec_msg *m, int ridx)
 /* See dur.h. */
 void topic_publish_from_route(struct shard *sh, const struct codec_msg *m)
 {
-    int tidx = topic_of_subject(sh, (const char *)m->subject.p, m->subject.len);
+    int tidx;
+    if (m->subject.len && m->subject.p[0] == '$') {
+        topic_sys_publish(sh, m); /* an admin request for a topic we own */
+        return;
+    }
+    tidx = topic_of_subject(sh, (const char *)m->subject.p, m->subject.len);
     if (tidx >= 0)
         topic_publish(sh, NULL, m, tidx);
     else
@@ -322,14 +327,14 @@ static void append_done(struct shard *sh, struct dop_append *op)
 
 /* ---- $SYS subjects ---- */
 
-static void admin_unavailable(struct shard *sh, const char *reply)
+static void admin_unavailable(struct shard *sh, const char *reply, const char *text)
 {
     Ringmq__AdminReply r = RINGMQ__ADMIN_REPLY__INIT;
     uint8_t buf[256];
     size_t n;
     r.has_code = true;
     r.code = RINGMQ__ERROR_CODE__ERR_UNAVAILABLE;
-    r.error = "this broker runs without storage (--storage off)";
+    r.error = (char *)(text ? text : "this broker runs without storage (--storage off)");
     n = ringmq__admin_reply__get_packed_size(&r);
     ringmq__admin_reply__pack(&r, buf);
     dispatch_publish_local(sh, reply, (const char *)buf, n);
@@ -344,6 +349,45 @@ static const struct {
     {"$SYS.REQ.CONSUMER.LIST", DA_CONS_LIST}, {"$SYS.REQ.CONSUMER.RM", DA_CONS_RM},
 };
 
+static int rtopic_by_name(struct shard *sh, const char *name)
+{
+    for (uint32_t i = 0; sh->rtopics && i < sh->rtopics->n; i++)
+        if (strcmp(sh->rtopics->t[i].topic.name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/*
+ * Cluster: an admin request about one topic that another node owns goes to
+ * that node (its answer routes back to reply), or gets UNAVAILABLE while
+ * the owner is down. true if it was such a request.
+ */
+static bool admin_remote(struct shard *sh, const struct codec_msg *m, enum dadmin_kind kind,
+                         const char *reply)
+{
+    Ringmq__AdminRequest *q;
+    unsigned slot;
+    int r = -1;
+    if (!sh->rtopics || !sh->rtopics->n || kind == DA_TOPIC_ADD || kind == DA_TOPIC_LIST)
+        return false;
+    q = ringmq__admin_request__unpack(NULL, m->payload.len, m->payload.p);
+    if (q && q->topic && topic_by_name(sh, q->topic) < 0)
+        r = rtopic_by_name(sh, q->topic);
+    if (q)
+        ringmq__admin_request__free_unpacked(q, NULL);
+    if (r < 0)
+        return false;
+    if (route_owner_slot(sh->srv, sh->rtopics->t[r].owner, &slot)) {
+        struct msgbuf *body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
+        codec_body_write(m, body->data);
+        xshard_route_publish(sh, slot, body);
+        xshard_unref(sh, body);
+    } else {
+        admin_unavailable(sh, reply, "the node that stores this topic is unreachable");
+    }
+    return true;
+}
+
 static bool sys_admin(struct shard *sh, const struct codec_msg *m)
 {
     char reply[SUBJECT_MAX_LEN + 1];
@@ -356,8 +400,10 @@ static bool sys_admin(struct shard *sh, const struct codec_msg *m)
             return true; /* nobody to answer */
         memcpy(reply, m->reply.p, m->reply.len);
         reply[m->reply.len] = '\0';
+        if (admin_remote(sh, m, admin_subjects[i].kind, reply))
+            return true;
         if (!sh->srv->dur) {
-            admin_unavailable(sh, reply);
+            admin_unavailable(sh, reply, NULL);
             return true;
         }
         op = xmalloc(sizeof(*op) + m->payload.len);

@@ -1710,6 +1710,11 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
     ck_assert_int_eq(rmq_topic_info_get(ca, "DUR", 5000, &ti), 0);
     ck_assert_uint_eq(ti.msgs, 20);
     ck_assert_uint_eq(ti.last_seq, 20);
+    /* Admin about the topic from another node is answered by its owner. */
+    memset(&ti, 0, sizeof(ti));
+    rc = rmq_topic_info_get(cc, "DUR", 5000, &ti);
+    CL_CHECK(rc == 0 && ti.msgs == 20 && ti.last_seq == 20, "topic info from c: %s, msgs %" PRIu64,
+             rmq_strerror(rc), ti.msgs);
     /* b's live subscriber got the stored messages 2..20 with their seqs. */
     for (uint64_t i = 2; i <= 20; i++) {
         rc = rmq_sub_next(sb, 5000, &m);
@@ -1730,6 +1735,9 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
              rmq_strerror(rc));
     CL_CHECK(test_now_ms() - t0 < 1000, "the unavailable answer took %" PRIu64 " ms",
              test_now_ms() - t0);
+    rc = rmq_topic_info_get(cb, "DUR", 3000, &ti);
+    CL_CHECK(rc == RMQ_EUNAVAIL, "topic info while the owner is down: %s (want RMQ_EUNAVAIL)",
+             rmq_strerror(rc));
 
     /* Back: the mesh comes back, publishes go on with seq 21. */
     rc = it_node_restart(&n[0]);
