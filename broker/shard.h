@@ -236,6 +236,7 @@ struct shard {
     struct rtopic_table *rtopics; /* cluster: topics other nodes own */
     struct trie *rttrie;          /* their patterns; values: index + 1 */
     uint64_t dur_inflight;        /* append bytes at the storage thread */
+    bool in_route_publish;        /* handling a request another node forwarded */
     struct replay **replays;      /* topic subscriptions still reading the store */
     uint32_t nreplays, replaycap;
 

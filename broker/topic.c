@@ -296,7 +296,9 @@ void topic_publish_from_route(struct shard *sh, const struct codec_msg *m)
 {
     int tidx;
     if (m->subject.len && m->subject.p[0] == '$') {
+        sh->in_route_publish = true;
         topic_sys_publish(sh, m); /* an admin request for a topic we own */
+        sh->in_route_publish = false;
         return;
     }
     tidx = topic_of_subject(sh, (const char *)m->subject.p, m->subject.len);
@@ -368,7 +370,10 @@ static bool admin_remote(struct shard *sh, const struct codec_msg *m, enum dadmi
     Ringmq__AdminRequest *q;
     unsigned slot;
     int r = -1;
-    if (!sh->rtopics || !sh->rtopics->n || kind == DA_TOPIC_ADD || kind == DA_TOPIC_LIST)
+    /* A request that came over a route is answered here, never sent on:
+     * two nodes with stale views of each other must not bounce it. */
+    if (!sh->rtopics || !sh->rtopics->n || kind == DA_TOPIC_ADD || kind == DA_TOPIC_LIST ||
+        sh->in_route_publish)
         return false;
     q = ringmq__admin_request__unpack(NULL, m->payload.len, m->payload.p);
     if (q && q->topic && topic_by_name(sh, q->topic) < 0)
