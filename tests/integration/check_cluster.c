@@ -1436,6 +1436,108 @@ END_TEST
 
 /* ---- refuse ---- */
 
+/* The port of a node's --cluster-listen address. */
+static uint16_t caddr_port(const struct it_node *n)
+{
+    const char *c = strrchr(n->caddr, ':');
+    return c ? (uint16_t)atoi(c + 1) : 0;
+}
+
+static int route_hello(int fd, const char *node)
+{
+    Ringmq__Frame f = RINGMQ__FRAME__INIT;
+    Ringmq__RouteConnect rc = RINGMQ__ROUTE_CONNECT__INIT;
+    rc.version = 1;
+    rc.cluster = "ringmq";
+    rc.node = (char *)node;
+    f.kind_case = RINGMQ__FRAME__KIND_ROUTE_CONNECT;
+    f.route_connect = &rc;
+    return it_raw_send_frame(fd, &f);
+}
+
+/* Bad input on the route port: a route frame before ROUTE_CONNECT, a
+ * body that is not protobuf, a malformed ROUTE_MSG and a client frame after
+ * a valid handshake each close that connection and nothing else: the mesh
+ * stays up and messages still cross it. */
+START_TEST(test_cluster_bad_route_frames)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *pa, *sb;
+    rmq_sub *s;
+    rmq_msg *m = NULL;
+    char why[1024];
+    uint16_t port;
+    uint64_t end;
+    int fd, rc;
+
+    cl_start(n, mon);
+    port = caddr_port(&n[0]);
+    ck_assert_uint_gt(port, 0);
+    {
+        /* A RouteMsg before RouteConnect. */
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__RouteMsg rm = RINGMQ__ROUTE_MSG__INIT;
+        rm.subject = "bad.early";
+        f.kind_case = RINGMQ__FRAME__KIND_ROUTE_MSG;
+        f.route_msg = &rm;
+        fd = raw_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        CL_CHECK(raw_wait_eof(fd, 3000) == 0, "a RouteMsg before RouteConnect: not closed");
+        close(fd);
+    }
+    {
+        /* A frame body that is not protobuf. */
+        static const uint8_t junk[] = {0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff};
+        fd = raw_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(raw_send(fd, junk, sizeof(junk)), 0);
+        CL_CHECK(raw_wait_eof(fd, 3000) == 0, "a junk route frame: not closed");
+        close(fd);
+    }
+    {
+        /* A valid handshake, then a RouteMsg with an invalid subject. */
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__RouteMsg rm = RINGMQ__ROUTE_MSG__INIT;
+        rm.subject = "bad subject";
+        f.kind_case = RINGMQ__FRAME__KIND_ROUTE_MSG;
+        f.route_msg = &rm;
+        fd = raw_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(route_hello(fd, "evil1"), 0);
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        CL_CHECK(raw_wait_eof(fd, 3000) == 0, "a RouteMsg with a bad subject: not closed");
+        close(fd);
+    }
+    {
+        /* A valid handshake, then a client PUBLISH on the route. */
+        fd = raw_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(route_hello(fd, "evil2"), 0);
+        ck_assert_int_eq(it_raw_pub(fd, "bad.pub", NULL, "x", 1), 0);
+        CL_CHECK(raw_wait_eof(fd, 3000) == 0, "a PUBLISH on a route: not closed");
+        close(fd);
+    }
+    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
+    CL_CHECK(rc == 0, "the mesh after bad route frames: %s", why);
+    pa = it_client(n[0].b.addr, "pub-a", NULL);
+    sb = it_client(n[1].b.addr, "sub-b", NULL);
+    ck_assert_int_eq(rmq_subscribe_sync(sb, "bad.ok", NULL, &s), 0);
+    flush_ok(sb);
+    end = test_now_ms() + 5000;
+    do {
+        ck_assert_int_eq(rmq_publish(pa, "bad.ok", "y", 1), 0);
+        rc = rmq_sub_next(s, 100, &m);
+    } while (rc == -ETIMEDOUT && test_now_ms() < end);
+    CL_CHECK(rc == 0, "a -> b after bad route frames: %s", rmq_strerror(rc));
+    rmq_msg_free(m);
+    rmq_unsubscribe(s);
+    it_close(sb);
+    it_close(pa);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
 /* A node that must never have a route up: none at all on it, none to it on a. */
 static void never_up(rmq_client *amon, rmq_client **dmon, struct it_node *d, int nd, int ms)
 {
@@ -1923,6 +2025,7 @@ static Suite *cluster_suite(void)
     tc = tcase_create("refuse");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cluster_refuses_wrong_name_or_secret);
+    tcase_add_test(tc, test_cluster_bad_route_frames);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("netns");
