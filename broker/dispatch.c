@@ -30,6 +30,7 @@
 #include "log.h"
 #include "replay.h"
 #include "route.h"
+#include "rproxy.h"
 #include "subject.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -98,8 +99,11 @@ static const char *sub_queue(const struct sub *s)
 void dispatch_sub_unindex(struct shard *sh, struct sub *s)
 {
     int rc;
-    if (s->bind) { /* a consumer binding is not in the trie */
-        topic_unbind(sh, s);
+    if (s->bind || s->px) { /* a consumer binding or a proxy is not in the trie */
+        if (s->bind)
+            topic_unbind(sh, s);
+        else
+            rproxy_detach(sh, s);
         stat_add(&sh->stats.subs_now, (uint64_t)-1);
         return;
     }
@@ -134,13 +138,22 @@ static bool queue_name_ok(const char *q, size_t len)
     return true;
 }
 
-static void on_subscribe(struct conn *c, const struct codec_span *sp)
+/* See dispatch.h. */
+struct sub *dispatch_sub_find(struct conn *c, uint64_t sid)
+{
+    struct sub **slot = submap_find(c, sid);
+    return slot ? *slot : NULL;
+}
+
+/* See dispatch.h. */
+void dispatch_subscribe(struct conn *c, const struct codec_span *sp)
 {
     struct shard *sh = c->sh;
     Ringmq__Subscribe *m = ringmq__subscribe__unpack(NULL, sp->len, sp->p);
     struct sub *s;
     struct replay *rp = NULL;
     struct dop_bind *bind = NULL;
+    struct rproxy *px = NULL;
     size_t plen, qlen;
     int rc;
 
@@ -170,12 +183,22 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
         conn_send_error(c, RINGMQ__ERROR_CODE__ERR_BAD_SUBJECT, text, m->sid, false);
         goto out;
     }
-    if (m->durable ? topic_bind_prepare(c, m, &bind) : m->topic ? replay_prepare(c, m, &rp) : 0)
+    if ((c->flags & CONN_F_ROUTE) && !m->topic) {
+        conn_send_error(c, RINGMQ__ERROR_CODE__ERR_INVALID,
+                        "only topic subscriptions come over a route", m->sid, false);
+        goto out;
+    }
+    if (rproxy_prepare(c, m, &px))
+        goto out;
+    if (!px && (m->durable ? topic_bind_prepare(c, m, &bind)
+                : m->topic ? replay_prepare(c, m, &rp)
+                           : 0))
         goto out;
     s = xmalloc(sizeof(*s) + plen + qlen + 2);
     s->conn = c;
     s->rp = NULL;
     s->bind = NULL;
+    s->px = NULL;
     s->sid = m->sid;
     s->remaining = 0;
     s->plen = (uint16_t)plen;
@@ -184,10 +207,13 @@ static void on_subscribe(struct conn *c, const struct codec_span *sp)
     memcpy(s->str + plen + 1, qlen ? m->queue : "", qlen + 1);
     s->ghash = strmap_hash(s->str, sub_klen(s));
     s->created_ns = now_ns(); /* fresh, not the loop's cached time: see route_visit */
-    if (bind) {
+    if (bind || px) {
         submap_put(c, s);
         stat_add(&sh->stats.subs_now, 1);
-        topic_bind_attach(sh, s, bind);
+        if (bind)
+            topic_bind_attach(sh, s, bind);
+        else
+            rproxy_attach(sh, s, px, m);
         goto out;
     }
     rc = trie_insert(sh->trie, s->str, plen, sub_queue(s), qlen, s);
@@ -206,7 +232,8 @@ out:
     ringmq__subscribe__free_unpacked(m, NULL);
 }
 
-static void on_unsubscribe(struct conn *c, const struct codec_span *sp)
+/* See dispatch.h. */
+void dispatch_unsubscribe(struct conn *c, const struct codec_span *sp)
 {
     Ringmq__Unsubscribe *m = ringmq__unsubscribe__unpack(NULL, sp->len, sp->p);
     struct sub **slot;
@@ -374,6 +401,8 @@ static const struct {
     STAT_FIELD("zerocopy_copied", zc_copied),
     STAT_FIELD("route_msgs_in", route_in),
     STAT_FIELD("route_msgs_out", route_out),
+    STAT_FIELD("remote_topic_subs", px_now),
+    STAT_FIELD("remote_topic_pauses", px_pauses),
 #undef STAT_FIELD
 };
 
@@ -565,10 +594,10 @@ void dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
         on_publish(c, &sp);
         break;
     case CODEC_K_SUB:
-        on_subscribe(c, &sp);
+        dispatch_subscribe(c, &sp);
         break;
     case CODEC_K_UNSUB:
-        on_unsubscribe(c, &sp);
+        dispatch_unsubscribe(c, &sp);
         break;
     case CODEC_K_PING:
         on_ping(c, &sp);

@@ -48,6 +48,17 @@ struct route_filter {
 void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf *body,
                       const struct route_filter *f);
 
+/*
+ * SUBSCRIBE and UNSUBSCRIBE submessages (borrowed), from a client or, for
+ * topic subscriptions another node proxies to this one, from a route conn
+ * (which takes only SUBSCRIBEs with a topic). Errors go back as ERROR{sid}.
+ */
+struct codec_span;
+void dispatch_subscribe(struct conn *c, const struct codec_span *sp);
+void dispatch_unsubscribe(struct conn *c, const struct codec_span *sp);
+/* The subscription sid of c, or NULL. */
+struct sub *dispatch_sub_find(struct conn *c, uint64_t sid);
+
 /* Remove s from the shard's subject index (not from the conn's map). */
 void dispatch_sub_unindex(struct shard *sh, struct sub *s);
 

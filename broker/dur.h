@@ -87,6 +87,7 @@ struct rtopic_table {
     uint32_t n;
     struct {
         uint32_t owner;
+        char node[64]; /* the owner's node name */
         struct topic_ent topic;
     } t[];
 };
@@ -210,6 +211,8 @@ bool topic_refuse_ack(struct shard *sh, const struct codec_msg *m);
 void rtopic_table_unref(struct rtopic_table *t);
 /* Swap in sh's new remote topic table (one reference, taken over). */
 void topic_rtopics_apply(struct shard *sh, struct rtopic_table *t);
+/* The index in sh->rtopics of the remote topic named name, or -1. */
+int rtopic_by_name(struct shard *sh, const char *name);
 /* The index in sh->rtopics of the remote topic holding subject, or -1. */
 int rtopic_of_subject(struct shard *sh, const char *subj, size_t slen);
 /* A publish on a remote topic's subject: forward it to its owner, or answer

@@ -26,6 +26,7 @@ struct replay {
     struct sub *s;
     uint32_t topic;
     uint8_t state;
+    bool paused; /* a proxy of another node asked us to wait (rproxy.h) */
     int32_t idx; /* in sh->replays, -1 when LIVE */
     uint64_t next;
     uint64_t int_seq;
@@ -138,6 +139,17 @@ void replay_free(struct shard *sh, struct sub *s)
 }
 
 /* See replay.h. */
+void replay_pause(struct shard *sh, struct sub *s, bool pause)
+{
+    struct replay *rp = s->rp;
+    rp->paused = pause;
+    if (!pause && rp->state == RP_LIVE) {
+        rp->state = RP_READ; /* what it skipped while paused is in the store */
+        activate(sh, rp);
+    }
+}
+
+/* See replay.h. */
 uint32_t replay_topic(const struct sub *s)
 {
     return s->rp->topic;
@@ -148,8 +160,8 @@ bool replay_offer(struct shard *sh, struct sub *s, uint64_t seq, const char *sub
 {
     struct replay *rp = s->rp;
     int tidx;
-    if (!seq || rp->state != RP_LIVE)
-        return false;
+    if (!seq || rp->state != RP_LIVE || rp->paused)
+        return false; /* paused: read later from the store, in order */
     tidx = topic_of_subject(sh, subj, slen);
     if (tidx < 0 || sh->topics->t[tidx].id != rp->topic || seq < rp->next)
         return false;
@@ -214,7 +226,7 @@ static int read_one(void *arg, const struct store_msg *sm)
 static bool can_read(const struct replay *rp)
 {
     const struct conn *c = rp->s->conn;
-    return rp->state == RP_READ && rp->s->remaining != SUB_DONE &&
+    return rp->state == RP_READ && !rp->paused && rp->s->remaining != SUB_DONE &&
            !(c->flags & (CONN_F_SLOW | CONN_F_CLOSING | CONN_F_DRAINING)) &&
            c->pending < REPLAY_HIWAT;
 }

@@ -44,6 +44,9 @@ int replay_prepare(struct conn *c, const Ringmq__Subscribe *m, struct replay **o
 void replay_attach(struct shard *sh, struct sub *s, struct replay *rp);
 /* s is going away: forget its replay. */
 void replay_free(struct shard *sh, struct sub *s);
+/* Pause (no reads, live messages skipped) or resume a topic subscription;
+ * on resume it reads what it skipped from the store. */
+void replay_pause(struct shard *sh, struct sub *s, bool pause);
 /* The topic id of a topic subscription. */
 uint32_t replay_topic(const struct sub *s);
 /* Should the live message (seq, subject) go to s? Updates its state. */

@@ -20,7 +20,9 @@
 #include "codec.h"
 #include "conn.h"
 #include "dur.h"
+#include "dispatch.h"
 #include "log.h"
+#include "rproxy.h"
 #include "shard.h"
 #include "strmap.h"
 #include "subject.h"
@@ -352,6 +354,38 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
     }
 }
 
+/* See route.h. */
+bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_t len)
+{
+    struct cluster *cl = sh->srv->cluster;
+    struct msgbuf *m;
+    struct rpeer *p;
+    if (!cl || slot >= CONFIG_MAX_ROUTES)
+        return false;
+    p = &cl->peers[slot];
+    if (!p->used || !route_usable(p))
+        return false;
+    m = msgbuf_new(&sh->pool, (uint32_t)len);
+    memcpy(m->data, frame, len);
+    conn_enqueue(p->conn, NULL, 0, m, true);
+    xshard_unref(sh, m);
+    return true;
+}
+
+/* See route.h. */
+bool route_send_frame(struct shard *sh, unsigned slot, const Ringmq__Frame *f)
+{
+    struct cluster *cl = sh->srv->cluster;
+    struct rpeer *p;
+    if (!cl || slot >= CONFIG_MAX_ROUTES)
+        return false;
+    p = &cl->peers[slot];
+    if (!p->used || !route_usable(p))
+        return false;
+    conn_send_frame(p->conn, f);
+    return true;
+}
+
 /* ---- Peer slots and the mesh ---- */
 
 static bool known_addr(struct cluster *cl, const char *addr)
@@ -547,6 +581,7 @@ static void remote_publish(struct shard *sh, struct cluster *cl)
     for (uint32_t i = 0; i < cl->nowners; i++)
         for (uint32_t j = 0; j < cl->owners[i].ntopics; j++) {
             t->t[k].owner = i;
+            memcpy(t->t[k].node, cl->owners[i].node, sizeof(t->t[k].node));
             t->t[k++].topic = cl->owners[i].topics[j];
         }
     xshard_rtopics(sh, t);
@@ -659,6 +694,19 @@ void route_frame(struct conn *c, const uint8_t *body, size_t len)
         on_route_msg(c, &sp);
     else if (kind == CODEC_K_ROUTE_TOPICS)
         on_route_topics(c, &sp);
+    /* Topic subscriptions proxied through the route (rproxy.h): as the
+     * owner, SUBSCRIBE / UNSUBSCRIBE / ROUTE_FLOW; as the proxy, the
+     * owner's MESSAGE and ERROR frames for them. */
+    else if (kind == CODEC_K_SUB)
+        dispatch_subscribe(c, &sp);
+    else if (kind == CODEC_K_UNSUB)
+        dispatch_unsubscribe(c, &sp);
+    else if (kind == CODEC_K_ROUTE_FLOW)
+        rproxy_serve_flow(c, &sp);
+    else if (kind == CODEC_K_MSG)
+        rproxy_route_msg(c->sh, c->route->slot, &sp);
+    else if (kind == CODEC_K_ERR)
+        rproxy_route_err(c->sh, c->route->slot, &sp);
     else if (kind != CODEC_K_PING && kind != CODEC_K_PONG) {
         log_warn("cluster: route %s sent frame kind %d; closing", c->route->node, kind);
         conn_close(c);
@@ -679,6 +727,7 @@ void route_conn_gone(struct shard *sh, struct conn *c)
         log_info("cluster: route to %s is down", p->node);
         if (o)
             atomic_store(&p->cl->owner_up[o - p->cl->owners], false);
+        rproxy_route_down(sh, p->slot);
     }
     /* What it wanted is no longer wanted. */
     for (size_t i = 0; i < p->keys.cap; i++)

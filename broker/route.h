@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ringmq.pb-c.h"
+
 struct shard;
 struct server;
 struct conn;
@@ -65,6 +67,10 @@ void route_conn_gone(struct shard *sh, struct conn *c);
  * or, with publish, as a publish for the peer to store (a topic it owns). */
 void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool plain,
                    const uint64_t *g, unsigned ng, bool publish);
+/* Shard 0: send a whole frame (copied) or a Frame to the peer in slot.
+ * false if that route is not up. */
+bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_t len);
+bool route_send_frame(struct shard *sh, unsigned slot, const Ringmq__Frame *f);
 /* Shard 0: this node's topic table changed; tell the peers. */
 void route_topics_changed(struct shard *sh);
 /* Any shard: the route slot of topic owner number owner, if it is up. */

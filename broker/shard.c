@@ -35,6 +35,7 @@
 #include "dispatch.h"
 #include "dur.h"
 #include "replay.h"
+#include "rproxy.h"
 #include "route.h"
 #include "log.h"
 #include "trie.h"
@@ -65,6 +66,7 @@ void shard_init(struct shard *sh, struct server *srv, unsigned id, int listen_fd
     sh->buf_size = srv->cfg.buf_size;
     sh->br_mask = io_uring_buf_ring_mask(sh->nbufs);
     msgpool_init(&sh->pool, (uint16_t)id);
+    strmap_init(&sh->pxtab);
     sh->backlog_hi =
         srv->cfg.max_pending / 2 < (8ull << 20) ? srv->cfg.max_pending / 2 : (8ull << 20);
 }
@@ -494,6 +496,7 @@ static void shard_fini(struct shard *sh)
         free(b);
     }
     msgpool_fini(&sh->pool);
+    rproxy_fini(sh);
     free(sh->dirty);
     free(sh->slow);
     free(sh->unsub);
@@ -576,6 +579,8 @@ void *shard_run(void *arg)
         xshard_drain(sh, 4096);
         dur_drain(sh);
         replay_run(sh);
+        if (sh->npx_paused)
+            rproxy_run(sh);
         if (sh->nstalled)
             resume_stalled(sh);
         flush_dirty(sh);

@@ -60,6 +60,7 @@ struct shard_stats {
     _Atomic uint64_t enobufs, subs_now, sends, send_iovs;
     _Atomic uint64_t xdeliver, xdoorbells, stalls, zc_sends, zc_copied;
     _Atomic uint64_t route_in, route_out;
+    _Atomic uint64_t px_now, px_pauses; /* proxied topic subscriptions (rproxy.h) */
 };
 
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n)
@@ -149,11 +150,13 @@ struct conn {
 
 struct replay;
 struct dbind;
+struct rproxy;
 
 struct sub {
     struct conn *conn;
     struct replay *rp;  /* a topic subscription (replay.c), else NULL */
     struct dbind *bind; /* bound to a durable consumer (topic.c); not in the trie */
+    struct rproxy *px;  /* served by another node (rproxy.c); not in the trie */
     uint64_t sid;
     uint64_t remaining;  /* 0 = unlimited; else deliveries left */
     uint64_t ghash;      /* strmap_hash of the key, for queue-group choices */
@@ -239,6 +242,12 @@ struct shard {
     bool in_route_publish;        /* handling a request another node forwarded */
     struct replay **replays;      /* topic subscriptions still reading the store */
     uint32_t nreplays, replaycap;
+
+    /* Cluster: topic subscriptions served by the owner node (rproxy.h). */
+    uint64_t px_next;          /* proxy ids made here */
+    struct rproxy **px_paused; /* proxies whose owner was asked to pause */
+    uint32_t npx_paused, px_pausedcap;
+    struct strmap pxtab; /* shard 0: psid -> struct pxent */
 
     struct shard_stats stats;
     int exit_code;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "replay.h"
 #include "route.h"
+#include "subject.h"
 #include "shard.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -329,17 +330,24 @@ static void append_done(struct shard *sh, struct dop_append *op)
 
 /* ---- $SYS subjects ---- */
 
-static void admin_unavailable(struct shard *sh, const char *reply, const char *text)
+static void admin_reply_code(struct shard *sh, const char *reply, Ringmq__ErrorCode code,
+                             const char *text)
 {
     Ringmq__AdminReply r = RINGMQ__ADMIN_REPLY__INIT;
-    uint8_t buf[256];
+    uint8_t buf[512];
     size_t n;
     r.has_code = true;
-    r.code = RINGMQ__ERROR_CODE__ERR_UNAVAILABLE;
-    r.error = (char *)(text ? text : "this broker runs without storage (--storage off)");
+    r.code = code;
+    r.error = (char *)text;
     n = ringmq__admin_reply__get_packed_size(&r);
     ringmq__admin_reply__pack(&r, buf);
     dispatch_publish_local(sh, reply, (const char *)buf, n);
+}
+
+static void admin_unavailable(struct shard *sh, const char *reply, const char *text)
+{
+    admin_reply_code(sh, reply, RINGMQ__ERROR_CODE__ERR_UNAVAILABLE,
+                     text ? text : "this broker runs without storage (--storage off)");
 }
 
 static const struct {
@@ -351,7 +359,8 @@ static const struct {
     {"$SYS.REQ.CONSUMER.LIST", DA_CONS_LIST}, {"$SYS.REQ.CONSUMER.RM", DA_CONS_RM},
 };
 
-static int rtopic_by_name(struct shard *sh, const char *name)
+/* See dur.h. */
+int rtopic_by_name(struct shard *sh, const char *name)
 {
     for (uint32_t i = 0; sh->rtopics && i < sh->rtopics->n; i++)
         if (strcmp(sh->rtopics->t[i].topic.name, name) == 0)
@@ -393,6 +402,45 @@ static bool admin_remote(struct shard *sh, const struct codec_msg *m, enum dadmi
     return true;
 }
 
+/*
+ * Cluster: a TOPIC.ADD whose name or subjects another node's topic already
+ * has is refused here (EXISTS), as the storage thread refuses a clash with
+ * this node's own topics. Two adds racing on two nodes are not caught (see
+ * docs/CLUSTER.md). true if it was refused.
+ */
+static bool add_clash(struct shard *sh, const struct codec_msg *m, const char *reply)
+{
+    Ringmq__TopicConfig *tc;
+    char text[384] = "";
+    if (!sh->rtopics || !sh->rtopics->n || sh->in_route_publish)
+        return false;
+    tc = ringmq__topic_config__unpack(NULL, m->payload.len, m->payload.p);
+    if (!tc)
+        return false; /* the storage thread answers the malformed request */
+    for (uint32_t i = 0; i < sh->rtopics->n && !text[0]; i++) {
+        const struct topic_ent *t = &sh->rtopics->t[i].topic;
+        if (strcmp(t->name, tc->name) == 0) {
+            snprintf(text, sizeof(text), "topic %s exists on node %s", t->name,
+                     sh->rtopics->t[i].node);
+            break;
+        }
+        for (size_t k = 0; k < tc->n_subjects && !text[0]; k++)
+            for (uint32_t j = 0; j < t->npat && !text[0]; j++) {
+                const char *p = tc->subjects[k];
+                if (subject_check_pattern(p, strlen(p)) == 0 &&
+                    subject_patterns_overlap(p, strlen(p), t->pat[j], strlen(t->pat[j])))
+                    snprintf(text, sizeof(text),
+                             "subject '%.60s' overlaps '%.60s' of topic %s on node %s", p,
+                             t->pat[j], t->name, sh->rtopics->t[i].node);
+            }
+    }
+    ringmq__topic_config__free_unpacked(tc, NULL);
+    if (!text[0])
+        return false;
+    admin_reply_code(sh, reply, RINGMQ__ERROR_CODE__ERR_EXISTS, text);
+    return true;
+}
+
 static bool sys_admin(struct shard *sh, const struct codec_msg *m)
 {
     char reply[SUBJECT_MAX_LEN + 1];
@@ -405,7 +453,8 @@ static bool sys_admin(struct shard *sh, const struct codec_msg *m)
             return true; /* nobody to answer */
         memcpy(reply, m->reply.p, m->reply.len);
         reply[m->reply.len] = '\0';
-        if (admin_remote(sh, m, admin_subjects[i].kind, reply))
+        if (admin_remote(sh, m, admin_subjects[i].kind, reply) ||
+            (admin_subjects[i].kind == DA_TOPIC_ADD && add_clash(sh, m, reply)))
             return true;
         if (!sh->srv->dur) {
             admin_unavailable(sh, reply, NULL);
@@ -424,6 +473,25 @@ static bool sys_admin(struct shard *sh, const struct codec_msg *m)
     return false;
 }
 
+/* Cluster: an ack for a consumer of a topic another node owns goes to the
+ * owner (dropped while it is down: the delivery comes again after
+ * ack_wait). true if it was one. */
+static bool ack_remote(struct shard *sh, const struct codec_msg *m, const char *topic)
+{
+    unsigned slot;
+    int r;
+    if (sh->in_route_publish || topic_by_name(sh, topic) >= 0 ||
+        (r = rtopic_by_name(sh, topic)) < 0)
+        return false;
+    if (route_owner_slot(sh->srv, sh->rtopics->t[r].owner, &slot)) {
+        struct msgbuf *body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
+        codec_body_write(m, body->data);
+        xshard_route_publish(sh, slot, body);
+        xshard_unref(sh, body);
+    }
+    return true;
+}
+
 /* "$SYS.ACK.<topic>.<consumer>.<seq>" */
 static bool sys_ack(struct shard *sh, const struct codec_msg *m)
 {
@@ -433,8 +501,6 @@ static bool sys_ack(struct shard *sh, const struct codec_msg *m)
     unsigned long long seq;
     if (m->subject.len <= pl || memcmp(m->subject.p, DUR_ACK_PREFIX, pl) != 0)
         return false;
-    if (!sh->srv->dur)
-        return true;
     memcpy(buf, m->subject.p + pl, m->subject.len - pl);
     buf[m->subject.len - pl] = '\0';
     tok[0] = strtok_r(buf, ".", &save);
@@ -444,7 +510,7 @@ static bool sys_ack(struct shard *sh, const struct codec_msg *m)
         strlen(tok[1]) > STORE_NAME_MAX)
         return true; /* not an ack subject we made: ignored */
     seq = strtoull(tok[2], &end, 10);
-    if (*end || !seq)
+    if (*end || !seq || ack_remote(sh, m, tok[0]) || !sh->srv->dur)
         return true;
     op = xcalloc(1, sizeof(*op));
     op->h.type = DOP_ACK;

@@ -30,6 +30,7 @@
 #include "dur.h"
 #include "log.h"
 #include "route.h"
+#include "rproxy.h"
 #include "shard.h"
 #include "trie.h"
 #include "xalloc.h"
@@ -565,6 +566,19 @@ void xshard_rtopics(struct shard *sh, struct rtopic_table *t)
 }
 
 /* See xshard.h. */
+void xshard_send(struct shard *sh, unsigned dst, const struct xent *e)
+{
+    if (!sh->stage || xshard_finishing) { /* shutdown: nobody will read it */
+        if (e->type == XE_PX_MSG)
+            xshard_unref(sh, e->ptr);
+        else
+            rproxy_entry_drop(e);
+        return;
+    }
+    stage_push(sh, dst, e);
+}
+
+/* See xshard.h. */
 void xshard_route_publish(struct shard *sh, unsigned slot, struct msgbuf *body)
 {
     struct xent e = {.type = XE_ROUTE, .plain = 2, .seq = slot};
@@ -610,6 +624,14 @@ static void handle(struct shard *sh, unsigned from, struct xent *e)
         break;
     case XE_RTOPICS:
         topic_rtopics_apply(sh, e->ptr);
+        break;
+    case XE_PX_OPEN:
+    case XE_PX_CLOSE:
+    case XE_PX_FLOW:
+    case XE_PX_MSG:
+    case XE_PX_ERR:
+    case XE_PX_FREE:
+        rproxy_entry(sh, e);
         break;
     case XE_INT_ADD:
     case XE_INT_DEL: {
@@ -667,6 +689,16 @@ static void drop_entry(struct shard *sh, struct xent *e)
         free(e->ptr);
         break;
     case XE_INT_ACK:
+        break;
+    case XE_PX_MSG:
+        xshard_unref(sh, e->ptr);
+        break;
+    case XE_PX_OPEN:
+    case XE_PX_CLOSE:
+    case XE_PX_FLOW:
+    case XE_PX_ERR:
+    case XE_PX_FREE:
+        rproxy_entry_drop(e);
         break;
     }
 }

@@ -45,6 +45,13 @@ enum xent_type {
     XE_ROUTE = 6,   /* to shard 0: forward ptr (msgbuf, one ref) to route slot (in seq);
                        plain 2: as a publish for the peer to store */
     XE_RTOPICS = 7, /* from shard 0: ptr: struct rtopic_table (one ref) */
+    /* Proxied topic subscriptions (rproxy.h): */
+    XE_PX_OPEN = 8,  /* to shard 0: ptr: struct px_open */
+    XE_PX_CLOSE = 9, /* to shard 0: ptr: the proxy; seq: its id */
+    XE_PX_FLOW = 10, /* to shard 0: seq: proxy id; plain: 1 pause, 0 resume */
+    XE_PX_MSG = 11,  /* from shard 0: ptr: msgbuf (one ref); seq: the proxy */
+    XE_PX_ERR = 12,  /* from shard 0: ptr: struct px_err */
+    XE_PX_FREE = 13, /* from shard 0: ptr: the proxy, to free */
 };
 
 /* Interest origins: shards are 0..nshards-1; a peer node (route.c) is
@@ -129,6 +136,8 @@ void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, co
  * applied everything up to seq (a topic replay waits for that). */
 uint64_t xshard_interest_seq(struct shard *sh);
 bool xshard_interest_synced(struct shard *sh, uint64_t seq);
+/* Queue entry e for shard dst (!= sh->id); sent at the next flush. */
+void xshard_send(struct shard *sh, unsigned dst, const struct xent *e);
 /* Move staged entries into the rings; ring the doorbell of sleeping peers. */
 void xshard_flush(struct shard *sh);
 /* true if some inbound ring has entries (checked after setting sleeping). */

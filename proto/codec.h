@@ -57,8 +57,9 @@ enum codec_kind {
     CODEC_K_ROUTE_INTEREST = 33,
     CODEC_K_ROUTE_MSG = 34,
     CODEC_K_ROUTE_TOPICS = 35,
+    CODEC_K_ROUTE_FLOW = 36,
     CODEC_K_ROUTE_FIRST = 32,
-    CODEC_K_ROUTE_LAST = 35,
+    CODEC_K_ROUTE_LAST = 36,
 };
 /* Largest codec_route_prefix(): length, kind, length, plain, 3 groups. */
 #define CODEC_ROUTE_PREFIX_MAX (4 + 2 + 5 + 2 + 3 * 5) /* publish: no groups */

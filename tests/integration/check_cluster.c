@@ -49,6 +49,12 @@
  *   failure  SIGKILL a node under load: survivors keep delivering, its
  *            client fails over; restart: mesh again, interest (300 subjects)
  *            re-synced, exactly once
+ *   durable  a topic on a remote owner: publishes and admin from other nodes,
+ *            UNAVAILABLE while the owner is down; replays (all, from a seq,
+ *            a pattern, then live) and a durable consumer (acks, no
+ *            redelivery, bind seen by the owner) relayed from other nodes,
+ *            ended with UNAVAILABLE when the owner dies, resumed after its
+ *            restart; a slow reader of a relayed replay pauses the owner
  *   refuse   other cluster name, wrong or missing secret (plus the control)
  *   netns    a partition over veth and the rejoin
  */
@@ -1805,6 +1811,18 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
         CL_CHECK(rc == 0 && ack.seq == i, "publish %" PRIu64 " from %s: %s, seq %" PRIu64, i,
                  who == cb ? "b" : "c", rmq_strerror(rc), ack.seq);
     }
+    /* Another node will not add a topic of that name or with those subjects. */
+    {
+        const char *over[] = {"other.>", "dur.y"};
+        rmq_topic_cfg same = {.name = "DUR", .subjects = over, .nsubjects = 1};
+        rmq_topic_cfg clash = {.name = "DUR2", .subjects = over, .nsubjects = 2};
+        rc = rmq_topic_add(cc, &same, 5000, NULL);
+        CL_CHECK(rc == -EEXIST, "topic add of a's topic name on c: %s (want -EEXIST)",
+                 rmq_strerror(rc));
+        rc = rmq_topic_add(cb, &clash, 5000, NULL);
+        CL_CHECK(rc == -EEXIST, "topic add on b with a subject of a's topic: %s (want -EEXIST)",
+                 rmq_strerror(rc));
+    }
     /* A re-send with the same id, from another node, is a duplicate. */
     ck_assert_int_eq(rmq_publish_ack(cc, "dur.x", "b-1", 3, "id-b-1", 2000, &ack), 0);
     ck_assert(ack.duplicate);
@@ -1858,6 +1876,274 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
     rmq_unsubscribe(sb);
     it_close(cb);
     it_close(cc);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/* Acked publishes of "m-<i>" on subj for i in [from, to], from c (which
+ * may have to learn first that another node owns the topic). */
+static void pub_acked(rmq_client *c, const char *subj, uint64_t from, uint64_t to)
+{
+    for (uint64_t i = from; i <= to; i++) {
+        char pl[32];
+        rmq_pub_ack ack;
+        uint64_t end = test_now_ms() + 5000;
+        int rc;
+        snprintf(pl, sizeof(pl), "m-%" PRIu64, i);
+        do
+            rc = rmq_publish_ack(c, subj, pl, strlen(pl), NULL, 2000, &ack);
+        while (rc == RMQ_ENOTFOUND && test_now_ms() < end && usleep(50 * 1000) == 0);
+        CL_CHECK(rc == 0 && ack.seq == i, "acked publish %" PRIu64 " on %s: %s, seq %" PRIu64, i,
+                 subj, rmq_strerror(rc), ack.seq);
+    }
+}
+
+/* Read want messages from sb: seqs first..first+want-1 in order, payload
+ * "m-<seq>", subjects matching pat; each acked when ack. */
+static void read_seqs(rmq_client *c, rmq_sub *sb, uint64_t first, uint64_t want, const char *pat,
+                      bool ack, const char *what)
+{
+    for (uint64_t i = 0; i < want; i++) {
+        rmq_msg *m;
+        char pl[32];
+        int rc = rmq_sub_next(sb, 10000, &m);
+        CL_CHECK(rc == 0, "%s: message %" PRIu64 " of %" PRIu64 ": %s", what, i + 1, want,
+                 rmq_strerror(rc));
+        snprintf(pl, sizeof(pl), "m-%" PRIu64, first + i);
+        CL_CHECK(rmq_msg_seq(m) == first + i && rmq_msg_len(m) == strlen(pl) &&
+                     memcmp(rmq_msg_data(m), pl, strlen(pl)) == 0 &&
+                     subj_match(pat, rmq_msg_subject(m)),
+                 "%s: got seq %" PRIu64 " '%.*s' on %s, want seq %" PRIu64 " '%s' on %s", what,
+                 rmq_msg_seq(m), (int)rmq_msg_len(m), (const char *)rmq_msg_data(m),
+                 rmq_msg_subject(m), first + i, pl, pat);
+        if (ack)
+            CL_CHECK(rmq_ack(c, m) == 0, "%s: ack of seq %" PRIu64, what, first + i);
+        rmq_msg_free(m);
+    }
+}
+
+/* What rmq_sub_next() says within ms (a message is dropped). */
+static int sub_next_rc(rmq_sub *sb, int ms)
+{
+    rmq_msg *m = NULL;
+    int rc = rmq_sub_next(sb, ms, &m);
+    if (rc == 0)
+        rmq_msg_free(m);
+    return rc;
+}
+
+/* Nothing more on sb for ms. */
+static void read_none(rmq_sub *sb, int ms, const char *what)
+{
+    rmq_msg *m = NULL;
+    int rc = rmq_sub_next(sb, ms, &m);
+    CL_CHECK(rc == -ETIMEDOUT, "%s: want nothing more, got %s (seq %" PRIu64 ")", what,
+             rmq_strerror(rc), rc == 0 ? rmq_msg_seq(m) : 0);
+}
+
+/*
+ * A topic owned by node a, used from b and c, which store nothing: a
+ * replay from b (all, then live, from a seq, with a pattern), a durable
+ * consumer on c (deliveries, acks forwarded to a, no redelivery after the
+ * acks), the owner's view (ack floor, consumer bound from c), and what
+ * happens when the owner dies: every proxied subscription ends with
+ * UNAVAILABLE, a new one is refused at once, and after a's restart a
+ * replay from b resumes where it left off.
+ */
+START_TEST(test_cluster_remote_topic_replay_and_consumer)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb, *cc;
+    const char *subj[] = {"rt.>"};
+    rmq_topic_cfg cfg = {.name = "RT", .subjects = subj, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL}, from = {.start = RMQ_START_SEQ, .seq = 150};
+    rmq_consumer_opts co = {.max_inflight = 64, .ack_wait_ms = 800};
+    rmq_consumer_info *ci = NULL;
+    size_t nci = 0;
+    rmq_sub *sall, *sodd, *scons, *sdown;
+    char why[1024];
+    uint64_t t0;
+    int rc;
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "rep-b", NULL);
+    cc = it_client(n[2].b.addr, "con-c", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    /* 1..200 from b itself (b learns the topic's owner on the way), so
+     * b's shard knows the topic is a's before it subscribes. */
+    pub_acked(cb, "rt.even", 1, 1);
+    pub_acked(cb, "rt.odd", 2, 200);
+
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "RT", "rt.>", &all, NULL, NULL, &sall), 0);
+    read_seqs(cb, sall, 1, 200, "rt.>", false, "replay from b");
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "RT", "rt.odd", &from, NULL, NULL, &sodd), 0);
+    read_seqs(cb, sodd, 150, 51, "rt.odd", false, "replay from seq 150 on b, rt.odd");
+    ck_assert_uint_eq(it_stat(mon[1], "remote_topic_subs"), 2);
+    /* Live: published on a and on c, delivered through the proxy in order. */
+    pub_acked(ca, "rt.odd", 201, 210);
+    pub_acked(cc, "rt.odd", 211, 220);
+    read_seqs(cb, sall, 201, 20, "rt.>", false, "live on b");
+    read_seqs(cb, sodd, 201, 20, "rt.odd", false, "live on b, rt.odd");
+    /* A pattern that matches nothing stored gets nothing. */
+    read_none(sodd, 300, "rt.odd after 220");
+
+    /* A durable consumer on c: every message once, acks go to a. */
+    rc = rmq_consume(cc, "RT", "work", &co, NULL, NULL, &scons);
+    CL_CHECK(rc == 0, "consume from c: %s", rmq_strerror(rc));
+    read_seqs(cc, scons, 1, 220, "rt.>", true, "consumer on c");
+    flush_ok(cc);
+    read_none(scons, 1500, "consumer on c after acking all (ack_wait 800 ms)");
+    rc = rmq_consumer_list(ca, "RT", 5000, &ci, &nci);
+    CL_CHECK(rc == 0 && nci == 1, "consumer list on a: %s, %zu", rmq_strerror(rc), nci);
+    CL_CHECK(ci[0].ack_floor == 220 && ci[0].inflight == 0 && ci[0].members == 1 &&
+                 ci[0].redelivered == 0,
+             "consumer on a: ack floor %" PRIu64 " inflight %u members %u redelivered %" PRIu64,
+             ci[0].ack_floor, ci[0].inflight, ci[0].members, ci[0].redelivered);
+    free(ci);
+    /* Unbinding on c is seen by a. */
+    rmq_unsubscribe(scons);
+    flush_ok(cc);
+    t0 = test_now_ms();
+    do {
+        ci = NULL;
+        rc = rmq_consumer_list(ca, "RT", 5000, &ci, &nci);
+        if (rc == 0 && nci == 1 && ci[0].members == 0)
+            break;
+        free(ci);
+        ci = NULL;
+        usleep(50 * 1000);
+    } while (test_now_ms() - t0 < 5000);
+    CL_CHECK(ci != NULL, "consumer still bound on a 5 s after c unsubscribed");
+    free(ci);
+
+    /* The owner dies: b's subscriptions end with UNAVAILABLE, clearly. */
+    it_close(ca);
+    it_close(mon[0]);
+    mon[0] = NULL;
+    node_kill(&n[0]);
+    rc = sub_next_rc(sall, 10000);
+    CL_CHECK(rc == RMQ_EUNAVAIL, "b's replay after a died: %s (want RMQ_EUNAVAIL)",
+             rmq_strerror(rc));
+    rc = sub_next_rc(sodd, 10000);
+    CL_CHECK(rc == RMQ_EUNAVAIL, "b's second replay after a died: %s", rmq_strerror(rc));
+    CL_CHECK(it_stat(mon[1], "remote_topic_subs") == 0, "b still has %" PRIu64 " proxies",
+             it_stat(mon[1], "remote_topic_subs"));
+    rmq_unsubscribe(sall);
+    rmq_unsubscribe(sodd);
+    t0 = test_now_ms();
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "RT", "rt.>", &all, NULL, NULL, &sdown), 0);
+    rc = sub_next_rc(sdown, 5000);
+    CL_CHECK(rc == RMQ_EUNAVAIL, "replay from b while a is down: %s", rmq_strerror(rc));
+    CL_CHECK(test_now_ms() - t0 < 1000, "the unavailable answer took %" PRIu64 " ms",
+             test_now_ms() - t0);
+    rmq_unsubscribe(sdown);
+
+    /* a is back: a replay from b resumes from seq 219, and goes on live. */
+    rc = it_node_restart(&n[0]);
+    CL_CHECK(rc == 0, "a did not restart");
+    mon[0] = it_client(n[0].b.addr, "mon-a", NULL);
+    rc = it_cluster_wait_mesh(n, mon, 3, 15000, why, sizeof(why));
+    CL_CHECK(rc == 0, "no full mesh after a's restart: %s", why);
+    pub_acked(cc, "rt.odd", 221, 221); /* retries until c sees a's topics again */
+    from.seq = 219;
+    t0 = test_now_ms();
+    do {
+        ck_assert_int_eq(rmq_subscribe_topic(cb, "RT", "rt.>", &from, NULL, NULL, &sall), 0);
+        rmq_msg *m = NULL;
+        rc = rmq_sub_next(sall, 5000, &m);
+        if (rc == 0) {
+            CL_CHECK(rmq_msg_seq(m) == 219, "resumed replay starts at %" PRIu64, rmq_msg_seq(m));
+            rmq_msg_free(m);
+            break;
+        }
+        rmq_unsubscribe(sall); /* b may not have a's topic table yet */
+        usleep(100 * 1000);
+    } while (test_now_ms() - t0 < 8000);
+    CL_CHECK(rc == 0, "replay from b after a's restart: %s", rmq_strerror(rc));
+    read_seqs(cb, sall, 220, 2, "rt.>", false, "resumed replay on b");
+    pub_acked(cc, "rt.even", 222, 222);
+    read_seqs(cb, sall, 222, 1, "rt.>", false, "live after the restart on b");
+    rmq_unsubscribe(sall);
+    it_close(cb);
+    it_close(cc);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+struct paced {
+    _Atomic uint64_t n, bad;
+    uint64_t next;
+};
+
+static void paced_cb(rmq_client *c, rmq_sub *sub, const rmq_msg *m, void *arg)
+{
+    struct paced *p = arg;
+    (void)c;
+    (void)sub;
+    if (rmq_msg_seq(m) != p->next)
+        atomic_fetch_add(&p->bad, 1);
+    p->next = rmq_msg_seq(m) + 1;
+    if (atomic_fetch_add(&p->n, 1) < 400)
+        usleep(2000); /* a slow start: the proxy must ask the owner to wait */
+}
+
+/*
+ * A replay through a proxy to a client that reads slowly: the node that
+ * relays it asks the owner to pause (remote_topic_pauses > 0) instead of
+ * queueing the whole topic for the client, and the client still gets every
+ * message once, in order, live ones included, with no slow-consumer error.
+ */
+START_TEST(test_cluster_remote_replay_paced_reader)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb;
+    const char *subj[] = {"big.>"};
+    rmq_topic_cfg cfg = {.name = "BIG", .subjects = subj, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL};
+    struct it_rec rec;
+    struct paced p = {.next = 1};
+    static char payload[4096];
+    const uint64_t total = 1500; /* 6 MiB: 6 times the pause mark */
+    rmq_sub *sb;
+    int rc;
+
+    it_rec_init(&rec);
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "slow-b", &rec);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    memset(payload, 'p', sizeof(payload));
+    for (uint64_t i = 1; i <= total; i++) {
+        rc = rmq_publish(ca, "big.x", payload, sizeof(payload));
+        CL_CHECK(rc == 0, "publish %" PRIu64 ": %s", i, rmq_strerror(rc));
+    }
+    pub_acked(ca, "big.y", total + 1, total + 1); /* acked after the others: all stored */
+    pub_acked(cb, "big.y", total + 2, total + 2); /* b learns who owns the topic */
+    rc = rmq_subscribe_topic(cb, "NONE", "big.>", &all, NULL, NULL, &sb);
+    ck_assert_int_eq(rc, 0);
+    rc = sub_next_rc(sb, 5000);
+    CL_CHECK(rc == RMQ_ENOTFOUND, "replay of an unknown topic from b: %s", rmq_strerror(rc));
+    rmq_unsubscribe(sb);
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "BIG", "big.>", &all, paced_cb, &p, &sb), 0);
+    rc = it_wait_atomic(&p.n, total + 2, 60000);
+    CL_CHECK(rc == 0, "paced reader on b got %" PRIu64 " of %" PRIu64, atomic_load(&p.n),
+             total + 2);
+    pub_acked(ca, "big.z", total + 3, total + 4);
+    rc = it_wait_atomic(&p.n, total + 4, 10000);
+    CL_CHECK(rc == 0, "live after the replay: %" PRIu64 " of %" PRIu64, atomic_load(&p.n),
+             total + 4);
+    usleep(200 * 1000);
+    CL_CHECK(atomic_load(&p.n) == total + 4 && atomic_load(&p.bad) == 0,
+             "paced reader: %" PRIu64 " messages, %" PRIu64 " out of sequence", atomic_load(&p.n),
+             atomic_load(&p.bad));
+    CL_CHECK(it_stat(mon[1], "remote_topic_pauses") > 0, "b never paused the owner's replay");
+    CL_CHECK(it_stat(mon[1], "slow_consumers") == 0, "b cut a slow consumer");
+    CL_CHECK(it_rec_errs(&rec, RMQ_ESLOW) == 0 && it_rec_errs(&rec, RMQ_EUNAVAIL) == 0,
+             "b's client got an error: %s", rec.last_text);
+    rmq_unsubscribe(sb);
+    it_close(ca);
+    it_close(cb);
     cl_stop(n, mon, 3);
 }
 END_TEST
@@ -2020,6 +2306,8 @@ static Suite *cluster_suite(void)
     tc = tcase_create("durable");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_cluster_durable_topic_on_remote_owner);
+    tcase_add_test(tc, test_cluster_remote_topic_replay_and_consumer);
+    tcase_add_test(tc, test_cluster_remote_replay_paced_reader);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("refuse");
