@@ -1462,8 +1462,9 @@ static int route_hello(int fd, const char *node)
 }
 
 /* Bad input on the route port: a route frame before ROUTE_CONNECT, a
- * body that is not protobuf, a malformed ROUTE_MSG and a client frame after
- * a valid handshake each close that connection and nothing else: the mesh
+ * body that is not protobuf, a malformed ROUTE_MSG, a client frame after
+ * a valid handshake and a malformed ROUTE_FLOW each close that connection
+ * and nothing else (bad relayed SUBSCRIBEs only get an ERROR): the mesh
  * stays up and messages still cross it. */
 START_TEST(test_cluster_bad_route_frames)
 {
@@ -1522,6 +1523,52 @@ START_TEST(test_cluster_bad_route_frames)
         ck_assert_int_eq(route_hello(fd, "evil2"), 0);
         ck_assert_int_eq(it_raw_pub(fd, "bad.pub", NULL, "x", 1), 0);
         CL_CHECK(raw_wait_eof(fd, 3000) == 0, "a PUBLISH on a route: not closed");
+        close(fd);
+    }
+    {
+        /* Relayed-subscription frames (rproxy.h): a SUBSCRIBE without a
+         * topic, and one for a topic a does not store, get ERROR{sid} and
+         * the route stays; a MESSAGE and a ROUTE_FLOW for ids nobody uses
+         * are ignored; then a malformed ROUTE_FLOW closes the route. */
+        static const uint8_t badflow[] = {0, 0, 0, 4, 0xa2, 0x02, 0x01, 0xff};
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+        Ringmq__Message msg = RINGMQ__MESSAGE__INIT;
+        Ringmq__RouteFlow fl = RINGMQ__ROUTE_FLOW__INIT;
+        struct it_raw_seen seen;
+        memset(&seen, 0, sizeof(seen));
+        fd = raw_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(route_hello(fd, "evil3"), 0);
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        f.sub = &sub;
+        sub.sid = 7;
+        sub.pattern = "x.>";
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        sub.sid = 8;
+        sub.pattern = ">";
+        sub.topic = "NOPE";
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        f.kind_case = RINGMQ__FRAME__KIND_MSG;
+        f.msg = &msg;
+        msg.subject = "y";
+        msg.sid = 99;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        f.kind_case = RINGMQ__FRAME__KIND_ROUTE_FLOW;
+        f.route_flow = &fl;
+        fl.sid = 98;
+        fl.has_pause = fl.pause = true;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        usleep(300 * 1000); /* the answers go out before the close below */
+        ck_assert_int_eq(raw_send(fd, badflow, sizeof(badflow)), 0);
+        rc = it_raw_read_to_eof(fd, 3000, &seen);
+        CL_CHECK(rc == 0, "a malformed ROUTE_FLOW: not closed (%d)", rc);
+        CL_CHECK(seen.errs == 2 && seen.err_sid[0] == 7 &&
+                     seen.err_code[0] == RINGMQ__ERROR_CODE__ERR_INVALID && seen.err_sid[1] == 8 &&
+                     seen.err_code[1] == RINGMQ__ERROR_CODE__ERR_NO_TOPIC && !seen.err_fatal[0] &&
+                     !seen.err_fatal[1],
+                 "route SUBSCRIBE errors: %d, first sid %" PRIu64 " code %d '%s'", seen.errs,
+                 seen.err_sid[0], seen.err_code[0], seen.err_text[0]);
         close(fd);
     }
     rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
