@@ -441,6 +441,60 @@ static bool add_clash(struct shard *sh, const struct codec_msg *m, const char *r
     return true;
 }
 
+/*
+ * Cluster: the answer to a TOPIC.LIST, this node's topics (AdminReply local,
+ * NULL without storage) followed by those other nodes own, with their node.
+ */
+static void list_reply(struct shard *sh, const char *reply, const uint8_t *local, size_t llen)
+{
+    Ringmq__AdminReply *r = local ? ringmq__admin_reply__unpack(NULL, llen, local) : NULL;
+    Ringmq__AdminReply out = RINGMQ__ADMIN_REPLY__INIT;
+    const struct rtopic_table *rt = sh->rtopics;
+    size_t nl = r ? r->n_topics : 0, n = nl + rt->n, len;
+    Ringmq__TopicInfo **tv = xcalloc(n + 1, sizeof(*tv));
+    Ringmq__TopicInfo *ti = xcalloc(rt->n + 1, sizeof(*ti));
+    Ringmq__TopicConfig *tc = xcalloc(rt->n + 1, sizeof(*tc));
+    char **subj = xcalloc((size_t)(rt->n + 1) * STORE_PATTERNS_MAX, sizeof(*subj));
+    uint8_t *buf;
+    unsigned slot;
+    if (local && (!r || r->has_code)) { /* an error, or garbage: pass it on */
+        if (r)
+            ringmq__admin_reply__free_unpacked(r, NULL);
+        dispatch_publish_local(sh, reply, (const char *)local, llen);
+        goto out;
+    }
+    for (size_t i = 0; i < nl; i++)
+        tv[i] = r->topics[i];
+    for (uint32_t i = 0; i < rt->n; i++) {
+        ringmq__topic_info__init(&ti[i]);
+        ringmq__topic_config__init(&tc[i]);
+        tc[i].name = (char *)rt->t[i].topic.name;
+        tc[i].n_subjects = rt->t[i].topic.npat;
+        tc[i].subjects = subj + (size_t)i * STORE_PATTERNS_MAX;
+        for (uint32_t k = 0; k < rt->t[i].topic.npat; k++)
+            tc[i].subjects[k] = (char *)rt->t[i].topic.pat[k];
+        ti[i].config = &tc[i];
+        ti[i].node = (char *)rt->t[i].node;
+        ti[i].has_node_down = true;
+        ti[i].node_down = !route_owner_slot(sh->srv, rt->t[i].owner, &slot);
+        tv[nl + i] = &ti[i];
+    }
+    out.n_topics = n;
+    out.topics = tv;
+    len = ringmq__admin_reply__get_packed_size(&out);
+    buf = xmalloc(len + 1);
+    ringmq__admin_reply__pack(&out, buf);
+    dispatch_publish_local(sh, reply, (const char *)buf, len);
+    free(buf);
+    if (r)
+        ringmq__admin_reply__free_unpacked(r, NULL);
+out:
+    free(tv);
+    free(ti);
+    free(tc);
+    free(subj);
+}
+
 static bool sys_admin(struct shard *sh, const struct codec_msg *m)
 {
     char reply[SUBJECT_MAX_LEN + 1];
@@ -457,7 +511,10 @@ static bool sys_admin(struct shard *sh, const struct codec_msg *m)
             (admin_subjects[i].kind == DA_TOPIC_ADD && add_clash(sh, m, reply)))
             return true;
         if (!sh->srv->dur) {
-            admin_unavailable(sh, reply, NULL);
+            if (admin_subjects[i].kind == DA_TOPIC_LIST && sh->rtopics && sh->rtopics->n)
+                list_reply(sh, reply, NULL, 0); /* other nodes' topics */
+            else
+                admin_unavailable(sh, reply, NULL);
             return true;
         }
         op = xmalloc(sizeof(*op) + m->payload.len);
@@ -700,7 +757,10 @@ void dur_drain(struct shard *sh)
             break;
         case DOP_ADMIN: {
             struct dop_admin *a = (struct dop_admin *)op;
-            dispatch_publish_local(sh, a->reply, (const char *)a->out, a->outlen);
+            if (a->kind == DA_TOPIC_LIST && sh->rtopics && sh->rtopics->n)
+                list_reply(sh, a->reply, a->out, a->outlen);
+            else
+                dispatch_publish_local(sh, a->reply, (const char *)a->out, a->outlen);
             free(a->out);
             free(a);
             break;

@@ -227,13 +227,30 @@ static void topics_print(const rmq_topic_info *v, size_t n)
         printf("(no topics)\n");
         return;
     }
-    for (size_t i = 0; i < n; i++)
+    int wn = 0;
+    for (size_t i = 0; i < n; i++) {
         if ((int)strlen(v[i].name) > w)
             w = (int)strlen(v[i].name);
-    printf("%-*s %12s %14s %12s  %s\n", w, "NAME", "MSGS", "BYTES", "LAST_SEQ", "SUBJECTS");
+        if ((int)strlen(v[i].node) + (v[i].node_down ? 7 : 0) > wn)
+            wn = (int)strlen(v[i].node) + (v[i].node_down ? 7 : 0);
+    }
+    if (wn)                   /* a cluster: where each topic is stored */
+        wn = wn < 6 ? 6 : wn; /* "(here)" */
+    printf("%-*s %12s %14s %12s  ", w, "NAME", "MSGS", "BYTES", "LAST_SEQ");
+    if (wn)
+        printf("%-*s  ", wn, "NODE");
+    printf("SUBJECTS\n");
     for (size_t i = 0; i < n; i++) {
-        printf("%-*s %12llu %14llu %12llu  ", w, v[i].name, (unsigned long long)v[i].msgs,
-               (unsigned long long)v[i].bytes, (unsigned long long)v[i].last_seq);
+        if (v[i].node[0]) {
+            char where[80];
+            snprintf(where, sizeof(where), "%s%s", v[i].node, v[i].node_down ? " (down)" : "");
+            printf("%-*s %12s %14s %12s  %-*s  ", w, v[i].name, "-", "-", "-", wn, where);
+        } else {
+            printf("%-*s %12llu %14llu %12llu  ", w, v[i].name, (unsigned long long)v[i].msgs,
+                   (unsigned long long)v[i].bytes, (unsigned long long)v[i].last_seq);
+            if (wn)
+                printf("%-*s  ", wn, "(here)");
+        }
         for (size_t k = 0; k < v[i].nsubjects; k++)
             printf("%s%s", k ? "," : "", v[i].subjects[k]);
         printf("\n");

@@ -165,6 +165,9 @@ static void topic_info_fill(const Ringmq__TopicInfo *ti, rmq_topic_info *out)
     out->first_time_ns = ti->first_time_ns;
     out->last_time_ns = ti->last_time_ns;
     out->consumers = ti->consumers;
+    if (ti->node)
+        copy_str(out->node, sizeof(out->node), ti->node);
+    out->node_down = ti->has_node_down && ti->node_down;
 }
 
 /* The first topic of a reply into *info (may be NULL); RMQ_EFRAME if the

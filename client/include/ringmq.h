@@ -782,6 +782,12 @@ typedef struct rmq_topic_info {
     uint64_t first_time_ns; /**< store time of first_seq (Unix ns); 0 when empty */
     uint64_t last_time_ns;  /**< store time of last_seq; 0: none */
     uint32_t consumers;     /**< durable consumers */
+    /** Cluster, #rmq_topic_list() only: the node that stores this topic,
+     *  "" for the node asked. For another node's topic only name, subjects
+     *  and node_down are known (the rest is 0; #rmq_topic_info_get() asks
+     *  that node). */
+    char node[64];
+    bool node_down; /**< that node is unreachable right now */
 } rmq_topic_info;
 
 /** @brief Create a topic; @p info (may be NULL) receives its state.

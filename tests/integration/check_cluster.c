@@ -1877,6 +1877,22 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
     ck_assert_int_eq(rmq_topic_info_get(ca, "DUR", 5000, &ti), 0);
     ck_assert_uint_eq(ti.msgs, 20);
     ck_assert_uint_eq(ti.last_seq, 20);
+    /* topic ls on another node lists the topic with its node. */
+    {
+        rmq_topic_info *tl = NULL;
+        size_t nt = 0;
+        rc = rmq_topic_list(cc, 5000, &tl, &nt);
+        CL_CHECK(rc == 0 && nt == 1 && strcmp(tl[0].name, "DUR") == 0 &&
+                     strcmp(tl[0].node, "a") == 0 && !tl[0].node_down && tl[0].nsubjects == 1 &&
+                     strcmp(tl[0].subjects[0], "dur.>") == 0,
+                 "topic ls on c: %s, %zu topics, first '%s' on '%s'", rmq_strerror(rc), nt,
+                 nt ? tl[0].name : "", nt ? tl[0].node : "");
+        free(tl);
+        rc = rmq_topic_list(ca, 5000, &tl, &nt);
+        CL_CHECK(rc == 0 && nt == 1 && tl[0].node[0] == '\0' && tl[0].msgs == 20,
+                 "topic ls on a: %s, %zu topics", rmq_strerror(rc), nt);
+        free(tl);
+    }
     /* Admin about the topic from another node is answered by its owner. */
     memset(&ti, 0, sizeof(ti));
     rc = rmq_topic_info_get(cc, "DUR", 5000, &ti);
@@ -1905,6 +1921,15 @@ START_TEST(test_cluster_durable_topic_on_remote_owner)
     rc = rmq_topic_info_get(cb, "DUR", 3000, &ti);
     CL_CHECK(rc == RMQ_EUNAVAIL, "topic info while the owner is down: %s (want RMQ_EUNAVAIL)",
              rmq_strerror(rc));
+    {
+        rmq_topic_info *tl = NULL;
+        size_t nt = 0;
+        rc = rmq_topic_list(cb, 5000, &tl, &nt);
+        CL_CHECK(rc == 0 && nt == 1 && strcmp(tl[0].node, "a") == 0 && tl[0].node_down,
+                 "topic ls on b while a is down: %s, %zu topics, down %d", rmq_strerror(rc), nt,
+                 nt ? tl[0].node_down : -1);
+        free(tl);
+    }
 
     /* Back: the mesh comes back, publishes go on with seq 21. */
     rc = it_node_restart(&n[0]);
