@@ -581,6 +581,17 @@ void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, co
                      unsigned ng)
 {
     struct route_scan rs;
+    if (sh->srv->nshards == 1 && ng == 0) {
+        /* One shard and no queue group: the itrie could only name this
+         * shard, for its plain subscribers. Match the local trie directly
+         * (the body is only built if a subscriber takes it). */
+        struct route_filter f = {.plain = plain};
+        if (plain)
+            dispatch_deliver(sh, m, NULL, &f);
+        if (sh->nbacklog)
+            sh->pub_pressure = true;
+        return;
+    }
     rs.sh = sh;
     rs.nt = rs.npt = 0;
     rs.overflow = false;
