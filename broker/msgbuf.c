@@ -63,6 +63,12 @@ struct msgbuf *msgbuf_new(struct msgpool *p, uint32_t len)
 }
 
 /* See msgbuf.h. */
+uint32_t msgbuf_room(const struct msgbuf *m)
+{
+    return m->cls < MSGPOOL_CLASSES ? class_size[m->cls] : m->len;
+}
+
+/* See msgbuf.h. */
 void msgpool_put(struct msgpool *p, struct msgbuf *m)
 {
     p->live--;

@@ -56,6 +56,9 @@ static inline struct msgbuf *msgbuf_ref(struct msgbuf *m)
     return m;
 }
 
+/* Bytes m->data has room for (its size class; len for a plain malloc). */
+uint32_t msgbuf_room(const struct msgbuf *m);
+
 /*
  * Give a buffer back to its pool. Thread: the owner shard only (a
  * non-owner that drops the last reference hands it back by message).

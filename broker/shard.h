@@ -136,9 +136,10 @@ struct conn {
     /* Egress: a ring of items; [head, tail). */
     struct outitem *q;
     uint32_t qcap, qhead, qtail;
-    uint64_t pending;   /* bytes queued, sent or not yet acknowledged */
-    struct iovblk *blk; /* the in-flight sendmsg's iovecs */
-    uint32_t sendn;     /* items from qhead that the in-flight sendmsg covers */
+    uint64_t pending;     /* bytes queued, sent or not yet acknowledged */
+    struct iovblk *blk;   /* the in-flight sendmsg's iovecs */
+    uint32_t sendn;       /* items from qhead that the in-flight sendmsg covers */
+    struct msgbuf *qcopy; /* the last item's body, if conn_enqueue_copy() may append to it */
 
     /* Subscriptions by sid: open addressing, NULL = empty, TOMB = deleted. */
     struct sub **subs;
@@ -224,6 +225,7 @@ struct shard {
     struct strmap lgroups; /* cluster: group hash -> shards of this node with members */
     uint64_t nremote_int;  /* entries of itrie that belong to other shards */
     uint64_t bcast_seq;    /* interest broadcasts sent */
+    struct xmemo memo;     /* routing of the last subject (xshard_route) */
     uint64_t *acked;       /* [nshards] highest seq each peer acknowledged */
     struct xpong *pongs;   /* FIFO of deferred pongs */
     uint32_t ponghead, npongs, pongcap;
