@@ -6,7 +6,9 @@
  *   codec_peek -> codec_msg_parse (in place) -> subject_check ->
  *   trie_match -> for each match: [first match only: take a msgbuf from the
  *   pool and write the shared body once] -> per-subscriber prefix ->
- *   conn_enqueue (a reference, no copy).
+ *   conn_enqueue (a reference, no copy), or for a frame of at most
+ *   CONN_COPY_MAX bytes conn_enqueue_copy (prefix and body copied into the
+ *   conn's current send buffer: one iovec for many small messages).
  *
  * No malloc in the steady state: msgbufs come from the shard pool and the
  * out-queues grow by doubling. Work that would change the trie during
@@ -285,7 +287,11 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
         codec_body_write(r->m, r->body->data);
     }
     pl = codec_msg_prefix(pre, s->sid, r->body_len);
-    if (!conn_enqueue(c, pre, pl, r->body, false))
+    /* A small message is copied into the conn's send buffer (one iovec
+     * for many messages); a large one is queued as a reference. */
+    if (!(pl + r->body_len <= CONN_COPY_MAX
+              ? conn_enqueue_copy(c, pre, pl, r->body->data, r->body_len, false)
+              : conn_enqueue(c, pre, pl, r->body, false)))
         return TRIE_NEXT_MEMBER;
     r->delivered++;
     if (s->remaining && --s->remaining == 0) {
