@@ -240,6 +240,7 @@ struct route_ctx {
     bool seq_known; /* for topic subscriptions: the message's seq, parsed once */
     uint64_t seq;
     struct codec_span subj;
+    bool memo_ok; /* the walk so far can be kept in sh->dmemo */
 };
 
 static uint64_t route_seq(struct route_ctx *r)
@@ -301,6 +302,47 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
     return TRIE_TAKEN;
 }
 
+/* route_visit(), noting the plain subscriptions the walk finds in the memo. */
+static enum trie_visit_rc route_visit_memo(void *p, void *arg)
+{
+    struct sub *s = p;
+    struct route_ctx *r = arg;
+    struct dmemo *mo = &r->sh->dmemo;
+    if (r->memo_ok) {
+        if (s->qlen || mo->n == DMEMO_SUBS)
+            r->memo_ok = false;
+        else
+            mo->subs[mo->n++] = s;
+    }
+    return route_visit(p, arg);
+}
+
+/* Match subj in the local trie, or replay the memo of the last walk. */
+static void route_match(struct shard *sh, struct route_ctx *r, struct codec_span subj)
+{
+    struct dmemo *mo = &sh->dmemo;
+    uint64_t gen = trie_gen(sh->trie);
+    if (mo->valid && mo->gen == gen && mo->slen == subj.len &&
+        memcmp(mo->subj, subj.p, subj.len) == 0) {
+        /* Nothing was inserted or removed since: the walk would visit the
+         * same plain subscriptions in the same order (a deferred
+         * unsubscribe or slow close bumps gen after this publish). */
+        for (unsigned i = 0; i < mo->n; i++)
+            route_visit(mo->subs[i], r);
+        return;
+    }
+    mo->valid = false;
+    mo->n = 0;
+    r->memo_ok = subj.len <= sizeof(mo->subj);
+    trie_match(sh->trie, (const char *)subj.p, subj.len, route_visit_memo, r);
+    if (r->memo_ok) {
+        mo->valid = true;
+        mo->gen = gen;
+        mo->slen = (uint16_t)subj.len;
+        memcpy(mo->subj, subj.p, subj.len);
+    }
+}
+
 /* See dispatch.h. */
 void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf *body,
                       const struct route_filter *f)
@@ -316,7 +358,7 @@ void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf
         r.body_len = body->len;
     }
     r.subj = subj;
-    trie_match(sh->trie, (const char *)subj.p, subj.len, route_visit, &r);
+    route_match(sh, &r, subj);
     if (r.own_body)
         xshard_unref(sh, r.body);
     stat_add(&sh->stats.msgs_out, r.delivered);

@@ -30,9 +30,27 @@
 #include "mpsc.h"
 #include "msgbuf.h"
 #include "strmap.h"
+#include "subject.h"
 #include "xshard.h"
 
 struct trie;
+struct sub;
+
+/*
+ * The plain subscriptions the last walk of sh->trie found for a subject
+ * (dispatch_deliver): a publisher that sends one subject over and over
+ * skips the walk while trie_gen() is unchanged. Not kept when a queue group
+ * matched (its member rotates) or more than DMEMO_SUBS subscriptions did.
+ */
+#define DMEMO_SUBS 16
+struct dmemo {
+    bool valid;
+    uint8_t n;
+    uint16_t slen;
+    uint64_t gen; /* trie_gen(sh->trie) when taken */
+    struct sub *subs[DMEMO_SUBS];
+    char subj[SUBJECT_MAX_LEN];
+};
 struct server;
 struct sub;
 
@@ -187,6 +205,7 @@ struct shard {
     unsigned br_pending; /* buffers added since the last advance */
 
     struct trie *trie;
+    struct dmemo dmemo; /* the last subject's match in trie (dispatch.c) */
     struct msgpool pool;
     struct iovblk *free_blks;
     struct conn *conns; /* list head */
