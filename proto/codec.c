@@ -88,7 +88,11 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
     if (*pos >= len)
         return 0;
     f->start = *pos;
-    if (!varint_get_n(p, len, pos, &key, 5))
+    /* One-byte keys, varints and lengths (fields 1-15, values below 128)
+     * are most of the hot frames: read them without the varint loop. */
+    if (p[*pos] < 0x80)
+        key = p[(*pos)++];
+    else if (!varint_get_n(p, len, pos, &key, 5))
         return RMQ_EFRAME;
     f->num = (uint32_t)(key >> 3);
     f->wt = key & 7;
@@ -96,7 +100,9 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
         return RMQ_EFRAME;
     switch (f->wt) {
     case WT_VARINT:
-        if (!varint_get(p, len, pos, &f->v))
+        if (*pos < len && p[*pos] < 0x80)
+            f->v = p[(*pos)++];
+        else if (!varint_get(p, len, pos, &f->v))
             return RMQ_EFRAME;
         break;
     case WT_I64:
@@ -110,7 +116,11 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
         *pos += 4;
         break;
     case WT_LEN:
-        if (!varint_get_n(p, len, pos, &l, 5) || l > len - *pos)
+        if (*pos < len && p[*pos] < 0x80)
+            l = p[(*pos)++];
+        else if (!varint_get_n(p, len, pos, &l, 5))
+            return RMQ_EFRAME;
+        if (l > len - *pos)
             return RMQ_EFRAME;
         f->s.p = p + *pos;
         f->s.len = (size_t)l;
