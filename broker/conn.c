@@ -321,6 +321,7 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
         c->qcap = ncap;
     }
     it = &c->q[c->qtail++ & (c->qcap - 1)];
+    c->qcopy = NULL; /* nothing may be appended behind this item */
     it->body = body ? msgbuf_ref(body) : NULL;
     it->off = 0;
     it->plen = (uint8_t)plen;
@@ -328,6 +329,42 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
         memcpy(it->prefix, prefix, plen);
     if (c->pending <= sh->srv->cfg.max_pending)
         c->progress_ns = sh->now_ns; /* under the limit until now */
+    c->pending += len;
+    if (c->pending > backlog_hi(c))
+        backlog_update(c);
+    shard_push_dirty(sh, c);
+    return true;
+}
+
+/* See conn.h. */
+bool conn_enqueue_copy(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *data,
+                       size_t dlen, bool force)
+{
+    struct shard *sh = c->sh;
+    uint64_t len = plen + dlen;
+    struct msgbuf *b = c->qcopy;
+
+    if (c->flags & CONN_F_CLOSING)
+        return false;
+    if (!force && conn_is_slow(c, len)) {
+        shard_push_slow(sh, c);
+        return false;
+    }
+    if (!b || msgbuf_room(b) - b->len < len) {
+        /* A new buffer as the last item. The kernel may be reading the
+         * start of the old one (a sendmsg in flight): bytes are only ever
+         * added behind what a sendmsg was given, never changed. */
+        b = msgbuf_new(&sh->pool, CONN_COPY_BUF);
+        b->len = 0;
+        conn_enqueue(c, NULL, 0, b, true);
+        xshard_unref(sh, b); /* the queue holds it */
+        c->qcopy = b;
+    }
+    memcpy(b->data + b->len, prefix, plen);
+    memcpy(b->data + b->len + plen, data, dlen);
+    b->len += (uint32_t)len;
+    if (c->pending <= sh->srv->cfg.max_pending)
+        c->progress_ns = sh->now_ns;
     c->pending += len;
     if (c->pending > backlog_hi(c))
         backlog_update(c);
@@ -436,6 +473,8 @@ static void queue_pop_sent(struct conn *c, size_t sent)
         }
         sent -= left;
         c->pending -= left;
+        if (it->body == c->qcopy)
+            c->qcopy = NULL; /* all sent: it goes back to the pool */
         if (it->body)
             xshard_unref(sh, it->body);
         c->qhead++;
@@ -458,6 +497,8 @@ static void queue_clear(struct conn *c)
     while (c->qtail != keep) {
         struct outitem *it = &c->q[(c->qtail - 1) & (c->qcap - 1)];
         c->pending -= item_len(it) - it->off;
+        if (it->body == c->qcopy)
+            c->qcopy = NULL;
         if (it->body)
             xshard_unref(sh, it->body);
         c->qtail--;

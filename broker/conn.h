@@ -50,6 +50,22 @@ void blk_put(struct shard *sh, struct iovblk *b);
 void conn_flush(struct conn *c);
 
 /*
+ * Queue a small frame by copying it: prefix (plen bytes) then data (dlen
+ * bytes) are appended to a buffer of the connection's own at the tail of
+ * its queue (a new one of CONN_COPY_BUF bytes when there is none or it is
+ * full). Consecutive small frames then go out as one iovec instead of two
+ * per frame, with no reference taken on a shared body. For a route, which
+ * carries every message for a node; plen + dlen must be <= CONN_COPY_MAX.
+ * Same slow-consumer rules and return value as conn_enqueue(); a frame
+ * queued by conn_enqueue() closes the buffer (no frame is ever appended
+ * behind a later one).
+ */
+#define CONN_COPY_MAX 512
+#define CONN_COPY_BUF 16360 /* a msgbuf size class: 16 KiB with its header */
+bool conn_enqueue_copy(struct conn *c, const uint8_t *prefix, size_t plen, const uint8_t *data,
+                       size_t dlen, bool force);
+
+/*
  * Queue a frame: prefix (plen bytes, copied) then body (one reference is
  * taken, may be NULL). When force is false and the connection's pending
  * bytes would pass max_pending, the frame is not queued, the connection is

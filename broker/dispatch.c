@@ -6,7 +6,9 @@
  *   codec_peek -> codec_msg_parse (in place) -> subject_check ->
  *   trie_match -> for each match: [first match only: take a msgbuf from the
  *   pool and write the shared body once] -> per-subscriber prefix ->
- *   conn_enqueue (a reference, no copy).
+ *   conn_enqueue (a reference, no copy), or for a frame of at most
+ *   CONN_COPY_MAX bytes conn_enqueue_copy (prefix and body copied into the
+ *   conn's current send buffer: one iovec for many small messages).
  *
  * No malloc in the steady state: msgbufs come from the shard pool and the
  * out-queues grow by doubling. Work that would change the trie during
@@ -265,6 +267,7 @@ struct route_ctx {
     bool seq_known; /* for topic subscriptions: the message's seq, parsed once */
     uint64_t seq;
     struct codec_span subj;
+    bool memo_ok; /* the walk so far can be kept in sh->dmemo */
 };
 
 static uint64_t route_seq(struct route_ctx *r)
@@ -312,7 +315,11 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
         codec_body_write(r->m, r->body->data);
     }
     pl = codec_msg_prefix(pre, s->sid, r->body_len);
-    if (!conn_enqueue(c, pre, pl, r->body, false))
+    /* A small message is copied into the conn's send buffer (one iovec
+     * for many messages); a large one is queued as a reference. */
+    if (!(pl + r->body_len <= CONN_COPY_MAX
+              ? conn_enqueue_copy(c, pre, pl, r->body->data, r->body_len, false)
+              : conn_enqueue(c, pre, pl, r->body, false)))
         return TRIE_NEXT_MEMBER;
     r->delivered++;
     if (s->remaining && --s->remaining == 0) {
@@ -320,6 +327,47 @@ static enum trie_visit_rc route_visit(void *p, void *arg)
         shard_push_unsub(r->sh, s);
     }
     return TRIE_TAKEN;
+}
+
+/* route_visit(), noting the plain subscriptions the walk finds in the memo. */
+static enum trie_visit_rc route_visit_memo(void *p, void *arg)
+{
+    struct sub *s = p;
+    struct route_ctx *r = arg;
+    struct dmemo *mo = &r->sh->dmemo;
+    if (r->memo_ok) {
+        if (s->qlen || mo->n == DMEMO_SUBS)
+            r->memo_ok = false;
+        else
+            mo->subs[mo->n++] = s;
+    }
+    return route_visit(p, arg);
+}
+
+/* Match subj in the local trie, or replay the memo of the last walk. */
+static void route_match(struct shard *sh, struct route_ctx *r, struct codec_span subj)
+{
+    struct dmemo *mo = &sh->dmemo;
+    uint64_t gen = trie_gen(sh->trie);
+    if (mo->valid && mo->gen == gen && mo->slen == subj.len &&
+        memcmp(mo->subj, subj.p, subj.len) == 0) {
+        /* Nothing was inserted or removed since: the walk would visit the
+         * same plain subscriptions in the same order (a deferred
+         * unsubscribe or slow close bumps gen after this publish). */
+        for (unsigned i = 0; i < mo->n; i++)
+            route_visit(mo->subs[i], r);
+        return;
+    }
+    mo->valid = false;
+    mo->n = 0;
+    r->memo_ok = subj.len <= sizeof(mo->subj);
+    trie_match(sh->trie, (const char *)subj.p, subj.len, route_visit_memo, r);
+    if (r->memo_ok) {
+        mo->valid = true;
+        mo->gen = gen;
+        mo->slen = (uint16_t)subj.len;
+        memcpy(mo->subj, subj.p, subj.len);
+    }
 }
 
 /* See dispatch.h. */
@@ -337,7 +385,7 @@ void dispatch_deliver(struct shard *sh, const struct codec_msg *m, struct msgbuf
         r.body_len = body->len;
     }
     r.subj = subj;
-    trie_match(sh->trie, (const char *)subj.p, subj.len, route_visit, &r);
+    route_match(sh, &r, subj);
     if (r.own_body)
         xshard_unref(sh, r.body);
     stat_add(&sh->stats.msgs_out, r.delivered);

@@ -11,8 +11,10 @@
 
 #include "xalloc.h"
 
-static const uint32_t class_size[MSGPOOL_CLASSES] = {40,   104,   232,   488,   1000,
-                                                     4072, 16360, 65512, 262120};
+/* Powers of two up to 16 KiB (a 4 KiB payload with its subject and
+ * framing takes the 8 KiB class, not 16 KiB), then x4. */
+static const uint32_t class_size[MSGPOOL_CLASSES] = {40,   104,  232,   488,   1000,  2024,
+                                                     4072, 8168, 16360, 65512, 262120};
 
 /* See msgbuf.h. */
 void msgpool_init(struct msgpool *p, uint16_t owner)
@@ -60,6 +62,12 @@ struct msgbuf *msgbuf_new(struct msgpool *p, uint32_t len)
     m->next = NULL;
     p->live++;
     return m;
+}
+
+/* See msgbuf.h. */
+uint32_t msgbuf_room(const struct msgbuf *m)
+{
+    return m->cls < MSGPOOL_CLASSES ? class_size[m->cls] : m->len;
 }
 
 /* See msgbuf.h. */

@@ -5,9 +5,11 @@
  * A publish is encoded once into a msgbuf; every queued delivery, in-flight
  * send and cross-shard hand-off owns one reference. The body is written only
  * by the shard that allocated it, before the first reference is shared, and
- * read-only afterwards. msgbuf_ref() is a relaxed increment; msgbuf_unref()
- * is an acq_rel decrement, and the holder that drops the last reference gives
- * the buffer back to the pool of the shard that allocated it (owner).
+ * read-only afterwards. (The one exception is a connection's copy buffer,
+ * conn_enqueue_copy() in conn.h: never shared, its shard appends to it
+ * behind the bytes already handed to a sendmsg.) msgbuf_ref() is a relaxed increment;
+ * msgbuf_unref() is an acq_rel decrement, and the holder that drops the last reference gives the
+ * buffer back to the pool of the shard that allocated it (owner).
  *
  * Bodies up to 256 KiB come from size classes (64 B .. 256 KiB, data bytes
  * after the 24-byte header) kept on per-shard free lists, so the
@@ -21,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MSGPOOL_CLASSES 9
+#define MSGPOOL_CLASSES 11
 #define MSGPOOL_KEEP_BYTES (8u << 20) /* free bytes kept per class */
 
 struct msgbuf {
@@ -55,6 +57,9 @@ static inline struct msgbuf *msgbuf_ref(struct msgbuf *m)
     atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
     return m;
 }
+
+/* Bytes m->data has room for (its size class; len for a plain malloc). */
+uint32_t msgbuf_room(const struct msgbuf *m);
 
 /*
  * Give a buffer back to its pool. Thread: the owner shard only (a

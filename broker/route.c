@@ -348,7 +348,11 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
     for (unsigned i = 0; i < ng; i++)
         g32[i] = (uint32_t)g[i];
     pl = codec_route_prefix(pre, body->len, plain, g32, ng, publish);
-    if (conn_enqueue(p->conn, pre, pl, body, false)) {
+    /* A small message is copied into the route's current send buffer
+     * (one iovec for many messages); a large one goes by reference. */
+    if (pl + body->len <= CONN_COPY_MAX
+            ? conn_enqueue_copy(p->conn, pre, pl, body->data, body->len, false)
+            : conn_enqueue(p->conn, pre, pl, body, false)) {
         p->msgs_out++;
         stat_add(&sh->stats.route_out, 1);
     }

@@ -30,9 +30,27 @@
 #include "mpsc.h"
 #include "msgbuf.h"
 #include "strmap.h"
+#include "subject.h"
 #include "xshard.h"
 
 struct trie;
+struct sub;
+
+/*
+ * The plain subscriptions the last walk of sh->trie found for a subject
+ * (dispatch_deliver): a publisher that sends one subject over and over
+ * skips the walk while trie_gen() is unchanged. Not kept when a queue group
+ * matched (its member rotates) or more than DMEMO_SUBS subscriptions did.
+ */
+#define DMEMO_SUBS 16
+struct dmemo {
+    bool valid;
+    uint8_t n;
+    uint16_t slen;
+    uint64_t gen; /* trie_gen(sh->trie) when taken */
+    struct sub *subs[DMEMO_SUBS];
+    char subj[SUBJECT_MAX_LEN];
+};
 struct server;
 struct sub;
 
@@ -137,9 +155,10 @@ struct conn {
     /* Egress: a ring of items; [head, tail). */
     struct outitem *q;
     uint32_t qcap, qhead, qtail;
-    uint64_t pending;   /* bytes queued, sent or not yet acknowledged */
-    struct iovblk *blk; /* the in-flight sendmsg's iovecs */
-    uint32_t sendn;     /* items from qhead that the in-flight sendmsg covers */
+    uint64_t pending;     /* bytes queued, sent or not yet acknowledged */
+    struct iovblk *blk;   /* the in-flight sendmsg's iovecs */
+    uint32_t sendn;       /* items from qhead that the in-flight sendmsg covers */
+    struct msgbuf *qcopy; /* the last item's body, if conn_enqueue_copy() may append to it */
 
     /* Subscriptions by sid: open addressing, NULL = empty, TOMB = deleted. */
     struct sub **subs;
@@ -189,6 +208,7 @@ struct shard {
     unsigned br_pending; /* buffers added since the last advance */
 
     struct trie *trie;
+    struct dmemo dmemo; /* the last subject's match in trie (dispatch.c) */
     struct msgpool pool;
     struct iovblk *free_blks;
     struct conn *conns; /* list head */
@@ -227,6 +247,7 @@ struct shard {
     struct strmap lgroups; /* cluster: group hash -> shards of this node with members */
     uint64_t nremote_int;  /* entries of itrie that belong to other shards */
     uint64_t bcast_seq;    /* interest broadcasts sent */
+    struct xmemo memo;     /* routing of the last subject (xshard_route) */
     uint64_t *acked;       /* [nshards] highest seq each peer acknowledged */
     struct xpong *pongs;   /* FIFO of deferred pongs */
     uint32_t ponghead, npongs, pongcap;

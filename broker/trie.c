@@ -105,6 +105,7 @@ struct trie_node {
 struct trie {
     struct trie_node root;
     size_t count;
+    uint64_t gen; /* bumped by every trie_insert() and trie_remove() */
 };
 
 /* ---- Allocator hooks (swappable by tests) ---- */
@@ -565,6 +566,7 @@ int trie_insert(struct trie *t, const char *pat, size_t plen, const char *queue,
         return -EINVAL;
     if (subject_check_pattern(pat, plen) != 0)
         return RMQ_ESUBJECT;
+    t->gen++;
 
     n = &t->root;
     while (pos < plen) {
@@ -661,6 +663,7 @@ int trie_remove(struct trie *t, const char *pat, size_t plen, const char *queue,
         return -EINVAL;
     if (subject_check_pattern(pat, plen) != 0)
         return RMQ_ESUBJECT;
+    t->gen++;
     n = trie_find(t, pat, plen);
     if (n == NULL)
         return RMQ_ENOTFOUND;
@@ -865,6 +868,12 @@ size_t trie_match(struct trie *t, const char *subj, size_t slen, trie_visit_fn f
         }
     }
     return calls;
+}
+
+/* See trie.h. */
+uint64_t trie_gen(const struct trie *t)
+{
+    return t != NULL ? t->gen : 0;
 }
 
 /*

@@ -10,6 +10,7 @@
 #define RMQ_BROKER_TRIE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "subject.h"
 
@@ -56,6 +57,13 @@ size_t trie_match(struct trie *t, const char *subj, size_t slen, trie_visit_fn f
 
 /* Number of stored subscriptions (plain and queue members). */
 size_t trie_count(const struct trie *t);
+
+/*
+ * A number that changes with every trie_insert() and trie_remove() (0 for
+ * NULL): a caller may keep what one trie_match() found while it stays the
+ * same (the walk's result then only changes through group cursors).
+ */
+uint64_t trie_gen(const struct trie *t);
 
 /*
  * Test only, not thread-safe: replace the allocator used by every trie.

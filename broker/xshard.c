@@ -228,6 +228,7 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
             e->val = ri;
             if (trie_insert(sh->itrie, key, plen, q, qlen, ri) < 0)
                 abort(); /* validated by the origin; only OOM gets here */
+            sh->memo.itrie_gen++;
             if (from != sh->id)
                 sh->nremote_int++;
             if (from < XORIGIN_PEER)
@@ -241,6 +242,7 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
     if (--e->count == 0) {
         struct rint *ri = e->val;
         trie_remove(sh->itrie, key, plen, q, qlen, ri);
+        sh->memo.itrie_gen++;
         if (from != sh->id)
             sh->nremote_int--;
         if (from < XORIGIN_PEER)
@@ -531,6 +533,54 @@ static void route_scanned(struct shard *sh, const struct codec_msg *m, struct ro
     xshard_unref(sh, body);
 }
 
+/* Replay the memo's routing of m's subject into rs and the scratch
+ * targets, as the walk would have left them. false if it does not apply. */
+static bool memo_get(struct shard *sh, const struct codec_msg *m, struct route_scan *rs)
+{
+    struct xmemo *mo = &sh->memo;
+    if (mo->gen != mo->itrie_gen || mo->slen != m->subject.len ||
+        memcmp(mo->subj, m->subject.p, m->subject.len) != 0)
+        return false;
+    for (unsigned i = 0; i < mo->nt; i++) {
+        struct xtarget *t = &sh->tgt[mo->t[i]];
+        t->touched = t->plain = true;
+        rs->touched[i] = mo->t[i];
+    }
+    rs->nt = mo->nt;
+    for (unsigned i = 0; i < mo->npt; i++) {
+        sh->ptgt[mo->pt[i]].plain = true;
+        rs->ptouched[i] = mo->pt[i];
+    }
+    rs->npt = mo->npt;
+    return true;
+}
+
+/* Keep the routing the walk found in rs, if it took plain interest only
+ * (a queue group's choice rotates from message to message). */
+static void memo_put(struct shard *sh, const struct codec_msg *m, const struct route_scan *rs)
+{
+    struct xmemo *mo = &sh->memo;
+    mo->gen = 0;
+    mo->slen = 0;
+    if (rs->overflow || m->subject.len > sizeof(mo->subj))
+        return;
+    for (unsigned i = 0; i < rs->nt; i++) {
+        if (sh->tgt[rs->touched[i]].ng)
+            return;
+        mo->t[i] = (uint16_t)rs->touched[i];
+    }
+    for (unsigned i = 0; i < rs->npt; i++) {
+        if (sh->ptgt[rs->ptouched[i]].ng)
+            return;
+        mo->pt[i] = (uint8_t)rs->ptouched[i];
+    }
+    mo->nt = (uint8_t)rs->nt;
+    mo->npt = (uint8_t)rs->npt;
+    mo->slen = (uint16_t)m->subject.len;
+    memcpy(mo->subj, m->subject.p, m->subject.len);
+    mo->gen = mo->itrie_gen;
+}
+
 /* See xshard.h. */
 void xshard_route(struct shard *sh, const struct codec_msg *m)
 {
@@ -548,7 +598,10 @@ void xshard_route(struct shard *sh, const struct codec_msg *m)
     rs.sh = sh;
     rs.nt = rs.npt = 0;
     rs.overflow = rs.from_route = false;
-    trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
+    if (!memo_get(sh, m, &rs)) {
+        trie_match(sh->itrie, (const char *)m->subject.p, m->subject.len, scan_visit, &rs);
+        memo_put(sh, m, &rs);
+    }
     route_scanned(sh, m, &rs);
 }
 
@@ -595,6 +648,17 @@ void xshard_route_in(struct shard *sh, const struct codec_msg *m, bool plain, co
                      unsigned ng)
 {
     struct route_scan rs;
+    if (sh->srv->nshards == 1 && ng == 0) {
+        /* One shard and no queue group: the itrie could only name this
+         * shard, for its plain subscribers. Match the local trie directly
+         * (the body is only built if a subscriber takes it). */
+        struct route_filter f = {.plain = plain};
+        if (plain)
+            dispatch_deliver(sh, m, NULL, &f);
+        if (sh->nbacklog)
+            sh->pub_pressure = true;
+        return;
+    }
     rs.sh = sh;
     rs.nt = rs.npt = 0;
     rs.overflow = false;

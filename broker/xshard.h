@@ -27,6 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+#include "subject.h"
+
 struct shard;
 struct server;
 struct msgbuf;
@@ -95,6 +98,24 @@ struct ptarget {
     bool plain;
     uint8_t ng;
     uint64_t g[XROUTE_GROUPS];
+};
+
+/*
+ * The routing of the last subject published on this shard, when it took
+ * no queue group: which shards' and which peers' plain subscribers want
+ * it. A publisher that sends one subject over and over (the common case)
+ * skips the itrie walk. Valid while gen == itrie_gen; every change to the
+ * itrie (interest of a shard or a peer) bumps itrie_gen. Per shard, no
+ * allocation.
+ */
+struct xmemo {
+    uint64_t itrie_gen; /* bumped by every itrie insert and remove */
+    uint64_t gen;       /* itrie_gen when the entry below was taken; 0: none */
+    uint16_t slen;
+    uint8_t nt, npt;
+    uint16_t t[XSHARD_MAX];        /* shards (plain) */
+    uint8_t pt[CONFIG_MAX_ROUTES]; /* peer route slots (plain) */
+    char subj[SUBJECT_MAX_LEN];
 };
 
 /* A pong waiting for interest acks (flush semantics across shards). */

@@ -88,7 +88,11 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
     if (*pos >= len)
         return 0;
     f->start = *pos;
-    if (!varint_get_n(p, len, pos, &key, 5))
+    /* One-byte keys, varints and lengths (fields 1-15, values below 128)
+     * are most of the hot frames: read them without the varint loop. */
+    if (p[*pos] < 0x80)
+        key = p[(*pos)++];
+    else if (!varint_get_n(p, len, pos, &key, 5))
         return RMQ_EFRAME;
     f->num = (uint32_t)(key >> 3);
     f->wt = key & 7;
@@ -96,7 +100,9 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
         return RMQ_EFRAME;
     switch (f->wt) {
     case WT_VARINT:
-        if (!varint_get(p, len, pos, &f->v))
+        if (*pos < len && p[*pos] < 0x80)
+            f->v = p[(*pos)++];
+        else if (!varint_get(p, len, pos, &f->v))
             return RMQ_EFRAME;
         break;
     case WT_I64:
@@ -110,7 +116,11 @@ static int field_next(const uint8_t *p, size_t len, size_t *pos, struct field *f
         *pos += 4;
         break;
     case WT_LEN:
-        if (!varint_get_n(p, len, pos, &l, 5) || l > len - *pos)
+        if (*pos < len && p[*pos] < 0x80)
+            l = p[(*pos)++];
+        else if (!varint_get_n(p, len, pos, &l, 5))
+            return RMQ_EFRAME;
+        if (l > len - *pos)
             return RMQ_EFRAME;
         f->s.p = p + *pos;
         f->s.len = (size_t)l;
@@ -211,8 +221,15 @@ static bool header_valid(struct codec_span s, struct codec_hdr *h)
     return rc == 0 && has_key;
 }
 
-/* See codec.h. */
-int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
+/* RouteMsg's own fields (9-11), filled by msg_parse() when it is given one. */
+struct route_fields {
+    bool plain, publish;
+    uint32_t *groups;
+    unsigned ngroups, max;
+};
+
+/* codec_msg_parse(), and with rf also RouteMsg's fields 9-11, in one pass. */
+static int msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, struct route_fields *rf)
 {
     struct field f = {0};
     struct codec_hdr h;
@@ -262,6 +279,23 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
             else
                 m->deliveries = (uint32_t)f.v;
             break;
+        case 9:
+        case 10:
+        case 11:
+            if (!rf)
+                break; /* not a RouteMsg: unknown fields */
+            if (f.num == 9 && f.wt == WT_VARINT)
+                rf->plain = f.v != 0;
+            else if (f.num == 11 && f.wt == WT_VARINT)
+                rf->publish = f.v != 0;
+            else if (f.num == 10 && f.wt == WT_I32) {
+                if (rf->ngroups < rf->max)
+                    rf->groups[rf->ngroups++] =
+                        (uint32_t)p[f.end - 4] | (uint32_t)p[f.end - 3] << 8 |
+                        (uint32_t)p[f.end - 2] << 16 | (uint32_t)p[f.end - 1] << 24;
+            } else
+                return RMQ_EFRAME;
+            break;
         default:
             break; /* unknown fields are skipped, as protobuf says */
         }
@@ -272,29 +306,21 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
 }
 
 /* See codec.h. */
+int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m)
+{
+    return msg_parse(p, len, m, NULL);
+}
+
+/* See codec.h. */
 int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
                           uint32_t *groups, unsigned *ngroups, unsigned max, bool *publish)
 {
-    struct field f = {0};
-    size_t pos = 0;
-    int rc = codec_msg_parse(p, len, m);
-    *plain = false;
-    *publish = false;
-    *ngroups = 0;
-    if (rc)
-        return rc;
-    while ((rc = field_next(p, len, &pos, &f)) == 1) {
-        if (f.num == 9 && f.wt == WT_VARINT)
-            *plain = f.v != 0;
-        else if (f.num == 11 && f.wt == WT_VARINT)
-            *publish = f.v != 0;
-        else if (f.num == 10 && f.wt == WT_I32 && *ngroups < max)
-            groups[(*ngroups)++] = (uint32_t)p[f.end - 4] | (uint32_t)p[f.end - 3] << 8 |
-                                   (uint32_t)p[f.end - 2] << 16 | (uint32_t)p[f.end - 1] << 24;
-        else if (f.num == 9 || f.num == 10 || f.num == 11)
-            return RMQ_EFRAME;
-    }
-    return rc < 0 ? rc : 0;
+    struct route_fields rf = {.groups = groups, .max = max};
+    int rc = msg_parse(p, len, m, &rf);
+    *plain = rf.plain;
+    *publish = rf.publish;
+    *ngroups = rf.ngroups;
+    return rc;
 }
 
 /* See codec.h. */

@@ -125,7 +125,8 @@ int codec_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m);
 
 /*
  * Parse a RouteMsg submessage: *m as codec_msg_parse(), plus its plain flag
- * and up to max group ids (fixed32; more are ignored). 0 or RMQ_EFRAME.
+ * and up to max group ids (fixed32; more are ignored), in the same single
+ * pass over the fields. 0 or RMQ_EFRAME.
  */
 int codec_route_msg_parse(const uint8_t *p, size_t len, struct codec_msg *m, bool *plain,
                           uint32_t *groups, unsigned *ngroups, unsigned max, bool *publish);

@@ -90,9 +90,29 @@ static int subject_check_any(const char *s, size_t len, bool pattern)
  * Returns 0 if valid, RMQ_ESUBJECT otherwise (also for s == NULL).
  * Thread: any; no shared state.
  */
+/* Byte classes of a publish subject: 0 a token byte, 1 the separator, 2 a
+ * byte no subject may hold (controls, space, DEL, and the wildcards). */
+static const unsigned char subj_class[256] = {
+    [0 ... 0x20] = 2, ['.'] = 1, ['*'] = 2, ['>'] = 2, [0x7f] = 2,
+};
+
+/* The same rules as subject_check_any(s, len, false), in one table lookup
+ * per byte: it runs on every PUBLISH and every message from a route. */
 int subject_check(const char *s, size_t len)
 {
-    return subject_check_any(s, len, false);
+    const unsigned char *u = (const unsigned char *)s;
+    size_t ntok = 1;
+    if (s == NULL || len == 0 || len > SUBJECT_MAX_LEN || u[0] == '.' || u[len - 1] == '.')
+        return RMQ_ESUBJECT;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char k = subj_class[u[i]];
+        if (k == 0)
+            continue;
+        /* i > 0 here: u[0] is no '.' */
+        if (k == 2 || u[i - 1] == '.' || ++ntok > SUBJECT_MAX_TOKENS)
+            return RMQ_ESUBJECT;
+    }
+    return 0;
 }
 
 /*
