@@ -9,7 +9,8 @@
  *           [--latency] [--rate MSGS_PER_S] [--sub-servers HOST:PORT[,...]]
  *           [--timeout MS] [--json]
  *   SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES] [--window W]
- *           [--duration MS] [--replay] [--rm] [--timeout MS] [--json]
+ *           [--duration MS] [--replay [--sub-servers HOST:PORT]] [--rm]
+ *           [--timeout MS] [--json]
  *
  * The second form (acked publishes to a durable topic, then a replay) is
  * described with its code, under "Durable topics" below. The first:
@@ -727,7 +728,9 @@ static void print_report(struct bench *b, struct bench_sub *subs, struct bench_p
  *      the deadline (t0 + --timeout: a failed run), a publisher waits for its
  *      outstanding acks, BENCH_ACK_TIMEOUT_MS at most, then closes.
  *   4. With --replay: the number of messages TOPIC stores is read, then a new
- *      connection subscribes to TOPIC from its oldest message and counts
+ *      connection (to --sub-servers HOST:PORT when given: another node of a
+ *      cluster, which relays the replay from the topic's owner) subscribes
+ *      to TOPIC from its oldest message and counts
  *      until it has them all (or a drop, BENCH_IDLE_MS without a message,
  *      --timeout ms after the subscribe).
  *   5. With --rm, TOPIC is removed. Report: acked msgs/s and MB/s over
@@ -759,9 +762,13 @@ static int durable_check(struct bench *b, bool rate_set)
         fprintf(stderr, "%s: invalid topic name '%s' (1-64 of [A-Za-z0-9_-])\n", t->prog, b->topic);
         return BENCH_EXIT_SUBJECT;
     }
-    if (b->subs_set || b->queue != NULL || b->latency || rate_set || b->sub_servers != NULL)
-        return bench_usage(
-            b, "--durable takes no --subs, --queue, --latency, --rate or --sub-servers:", b->topic);
+    if (b->subs_set || b->queue != NULL || b->latency || rate_set)
+        return bench_usage(b, "--durable takes no --subs, --queue, --latency or --rate:", b->topic);
+    if (b->sub_servers != NULL && (!b->replay || b->nsub_servers != 1))
+        return bench_usage(b,
+                           "--durable takes one --sub-servers entry, with --replay (the"
+                           " replaying connection's server):",
+                           b->sub_servers);
     if (b->window == 0)
         b->window = BENCH_WINDOW;
     if (b->window > BENCH_WINDOW_MAX)
@@ -944,7 +951,7 @@ struct durable_replay {
 static void durable_replay(struct bench *b, void *ctl, struct durable_replay *r, bool bar)
 {
     const struct bench_transport *t = b->t;
-    struct bench_conn_opts o = {.server = b->server,
+    struct bench_conn_opts o = {.server = b->sub_servers ? b->sub_servers : b->server,
                                 .sub = true,
                                 .down = bench_sub_down,
                                 .down_arg = &r->s,

@@ -6,8 +6,8 @@
  *                [--queue GROUP] [--latency] [--rate MSGS_PER_S]
  *                [--sub-servers HOST:PORT[,...]] [--timeout MS] [--json]
  *   ringmq bench SUBJECT --durable TOPIC [--pubs P] [--msgs N] [--size BYTES]
- *                [--window W] [--duration MS] [--replay] [--rm] [--timeout MS]
- *                [--json]
+ *                [--window W] [--duration MS] [--replay [--sub-servers HOST:PORT]]
+ *                [--rm] [--timeout MS] [--json]
  *
  * --sub-servers puts subscriber i on entry i mod n of the list (one server
  * each, e.g. the other nodes of a cluster; --server stays the publishers'),
@@ -20,7 +20,8 @@
  * outstanding each, for N messages or --duration ms; acked msgs/s, MB/s,
  * ack latency percentiles and errors.
  * --replay then reads the whole topic back with a START_ALL topic
- * subscription (replay msgs/s); --rm removes the topic at the end.
+ * subscription (replay msgs/s), on the --sub-servers node when given (a
+ * replay relayed from the topic's owner); --rm removes the topic at the end.
  *
  * The harness does the phases, the accounting and the report (see
  * bench_harness.c); tests/bench/nats_bench.c runs the same harness on

@@ -104,6 +104,9 @@ grep -q "lost: *0 of 4000" "$T/out" || { echo "FAIL: bench text"; cat "$T/out"; 
 check 0 "$CLI" bench bench.j --pubs 1 --subs 1 --msgs 500 --size 0 --json
 grep -q '"lost":0' "$T/out" || { echo "FAIL: bench json"; cat "$T/out"; fail=1; }
 check 4 "$CLI" bench 'bench.*'
+# --durable takes --sub-servers only for --replay, and one server
+check 2 "$CLI" bench bench.d --durable D --sub-servers 127.0.0.1:1
+check 2 "$CLI" bench bench.d --durable D --replay --sub-servers 127.0.0.1:1,127.0.0.1:2
 
 # ---- durable topics (the fake keeps topics in memory; no replay) ----
 check 2 "$CLI" topic
