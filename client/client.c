@@ -446,6 +446,18 @@ static void subs_remove_locked(rmq_client *c, rmq_sub *s)
     c->nsubs--;
 }
 
+/* Let the I/O thread read again once a blocking sub is half drained (or,
+ * with force, gone). Caller holds c->mu. */
+static void sub_unblock_locked(rmq_client *c, rmq_sub *s, bool force)
+{
+    if (!s->blocking ||
+        (!force && (s->qmsgs > c->opts.pending_msgs / 2 || s->qbytes > c->opts.pending_bytes / 2)))
+        return;
+    s->blocking = false;
+    if (--c->nblocking == 0)
+        client_wake(c);
+}
+
 static void sub_queue_clear_locked(rmq_sub *s)
 {
     rmq_msg *m = s->head, *n;
@@ -685,6 +697,7 @@ int rmq_unsubscribe(rmq_sub *s)
     s->state = SUB_CLOSED;
     s->user_freed = true;
     subs_remove_locked(c, s);
+    sub_unblock_locked(c, s, true);
     sub_queue_clear_locked(s);
     pthread_cond_broadcast(&s->cv);
     /* A delivery may have passed its SUB_ACTIVE check and be about to call
@@ -787,6 +800,7 @@ int rmq_sub_next(rmq_sub *s, int timeout_ms, rmq_msg **out)
             s->qbytes -= m->len;
             m->next = NULL;
             s->overflowing = false;
+            sub_unblock_locked(c, s, false);
             *out = m;
             rc = 0;
             break;
@@ -841,9 +855,17 @@ void client_deliver(rmq_client *c, const struct codec_msg *cm)
     }
     if (s->cb == NULL) {
         rmq_msg *m = NULL;
-        if (s->qmsgs + 1 <= c->opts.pending_msgs &&
-            s->qbytes + cm->payload.len <= c->opts.pending_bytes)
+        bool fits = s->qmsgs + 1 <= c->opts.pending_msgs &&
+                    s->qbytes + cm->payload.len <= c->opts.pending_bytes;
+        /* A replay or consumer is never dropped: the I/O thread stops
+         * reading instead (TCP then holds the broker back), so what still
+         * comes is bounded by one read. */
+        if (fits || s->topic)
             m = msg_new(cm);
+        if (m && !fits && !s->blocking) {
+            s->blocking = true;
+            c->nblocking++;
+        }
         if (m == NULL) {
             s->dropped++;
             c->stats.dropped++;

@@ -107,6 +107,8 @@ struct rmq_sub {
     bool sent_once;        /* its SUBSCRIBE was built at least once */
     uint64_t dropped;
     bool overflowing; /* dropping since the last message that fit */
+    bool blocking;    /* a sync topic sub over its pending limits: never dropped;
+                         the I/O thread stops reading until it is half drained */
     struct rmq_msg *head, *tail;
     size_t qmsgs, qbytes;
     pthread_cond_t cv;     /* sync: message queued or state changed */
@@ -193,6 +195,7 @@ struct rmq_client {
     size_t slen, scap;
     uint32_t max_payload;
     uint32_t max_frame;
+    int nblocking;         /* subs with blocking set: the I/O thread does not read */
     uint64_t ping_seq;     /* last PING token sent by flush */
     uint64_t pong_seq;     /* last PONG token received */
     struct rmq_sub **subs; /* hash sid -> sub, chained */

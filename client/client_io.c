@@ -778,7 +778,7 @@ static void *io_main(void *arg)
     }
     for (;;) {
         struct pollfd p[2];
-        bool want_write;
+        bool want_write, read_paused;
         int tmo;
 
         rc = 0;
@@ -805,6 +805,7 @@ static void *io_main(void *arg)
         }
         swap_locked(c);
         tmo = client_acks_timeout_locked(c);
+        read_paused = c->nblocking > 0; /* a full sync topic sub: TCP holds the broker */
         pthread_mutex_unlock(&c->mu);
         if (tmo == 0) {
             client_acks_expire(c);
@@ -813,7 +814,7 @@ static void *io_main(void *arg)
         want_write = c->wpos < c->wlen;
 
         p[0].fd = c->fd;
-        p[0].events = POLLIN | (want_write ? POLLOUT : 0);
+        p[0].events = (read_paused ? 0 : POLLIN) | (want_write ? POLLOUT : 0);
         p[1].fd = c->wake_fd;
         p[1].events = POLLIN;
         p[0].revents = p[1].revents = 0;
@@ -826,7 +827,8 @@ static void *io_main(void *arg)
             wake_drain(c);
         if (rc == 0 && want_write && (p[0].revents & (POLLOUT | POLLERR | POLLHUP)))
             rc = write_some(c);
-        if (rc == 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (rc == 0 && (p[0].revents & (POLLIN | POLLERR | POLLHUP)) &&
+            (!read_paused || (p[0].revents & (POLLERR | POLLHUP))))
             rc = io_read(c);
         if (rc < 0) {
             err = rc;

@@ -352,7 +352,13 @@ RMQ_API int rmq_opts_set_send_buffer(rmq_opts *o, size_t bytes);
 /**
  * @brief Set the pending limits of synchronous subscriptions. A message that
  * would take the queue over either limit is dropped, counted
- * (#rmq_sub_dropped()) and reported to the error callback (-ENOBUFS).
+ * (#rmq_sub_dropped()) and reported to the error callback (-ENOBUFS);
+ * except on a synchronous topic subscription or consumer binding
+ * (#rmq_subscribe_topic(), #rmq_consume() with a NULL callback), which never
+ * drops: while its queue is over a limit the client stops reading from the
+ * connection (the broker then holds its replay back) until #rmq_sub_next()
+ * has taken it down to half of both limits. Meanwhile nothing else of that
+ * client is read either (other messages, replies, acks, flush answers).
  * @param[in] o      Options.
  * @param[in] msgs   At least 1.
  * @param[in] bytes  At least 1.
@@ -888,7 +894,8 @@ typedef struct rmq_replay_opts {
  * subscription was made (so messages stored while disconnected are not
  * skipped; this compares the client's clock with the broker's store times).
  * @p o NULL means #RMQ_START_NEW. @p cb NULL makes a synchronous
- * subscription (#rmq_sub_next()).
+ * subscription (#rmq_sub_next()), which drops nothing: a reader slower
+ * than the replay holds it back (see #rmq_opts_set_pending_limits()).
  * Errors from the broker (unknown topic: #RMQ_ENOTFOUND, bad start:
  * -EINVAL) reach the error callback, or #rmq_sub_next(), as for
  * #rmq_subscribe().

@@ -1484,6 +1484,65 @@ static void *mp_thread(void *arg)
     return NULL;
 }
 
+/*
+ * A synchronous replay read slowly, with pending limits far below the
+ * topic's size: the library stops reading instead of dropping (the broker
+ * holds the replay back), so every message comes once, in order, and
+ * nothing is counted as dropped; then it goes on live.
+ */
+START_TEST(test_durable_replay_sync_slow_reader_never_drops)
+{
+    enum { N = 5000 };
+    struct tbroker b;
+    rmq_client *adm, *sc;
+    rmq_opts *o;
+    rmq_sub *s;
+    rmq_msg *m;
+    rmq_pub_ack ack;
+    rmq_replay_opts ro = {.start = RMQ_START_ALL};
+    uint8_t buf[200];
+    int rc;
+
+    it_broker_start(&b, NULL);
+    adm = it_client(b.addr, "adm", NULL);
+    add1(adm, "sr", "sr.x", NULL);
+    for (uint64_t i = 1; i < N; i++) {
+        it_payload_fill(buf, sizeof(buf), i);
+        ck_assert_int_eq(rmq_publish(adm, "sr.x", buf, sizeof(buf)), 0);
+    }
+    it_payload_fill(buf, sizeof(buf), N);
+    rc = rmq_publish_ack(adm, "sr.x", buf, sizeof(buf), NULL, 10000, &ack);
+    IT_CHECK(rc == 0 && ack.seq == N, "last publish: %s, seq %" PRIu64, rmq_strerror(rc), ack.seq);
+    o = it_opts(b.addr, "slow", NULL, 0);
+    ck_assert_int_eq(rmq_opts_set_pending_limits(o, 100, 64u << 10), 0);
+    rc = rmq_connect(o, &sc);
+    rmq_opts_free(o);
+    IT_CHECK(rc == 0, "connect: %s", rmq_strerror(rc));
+    ck_assert_int_eq(rmq_subscribe_topic(sc, "sr", ">", &ro, NULL, NULL, &s), 0);
+    usleep(500 * 1000); /* the queue fills far past 100 if nothing holds it back */
+    for (uint64_t i = 1; i <= N + 1; i++) {
+        if (i == N + 1) { /* live, after the replay */
+            it_payload_fill(buf, sizeof(buf), i);
+            ck_assert_int_eq(rmq_publish(adm, "sr.x", buf, sizeof(buf)), 0);
+        }
+        rc = rmq_sub_next(s, 10000, &m);
+        IT_CHECK(rc == 0, "message %" PRIu64 ": %s (dropped %" PRIu64 ")", i, rmq_strerror(rc),
+                 rmq_sub_dropped(s));
+        IT_CHECK(rmq_msg_seq(m) == i &&
+                     it_payload_seq(rmq_msg_data(m), rmq_msg_len(m)) == (int64_t)i,
+                 "message %" PRIu64 " has seq %" PRIu64, i, rmq_msg_seq(m));
+        rmq_msg_free(m);
+        if (i % 1000 == 0)
+            usleep(20 * 1000); /* slow now and then, also once the queue drained */
+    }
+    IT_CHECK(rmq_sub_dropped(s) == 0, "%" PRIu64 " dropped", rmq_sub_dropped(s));
+    rmq_unsubscribe(s);
+    it_close(sc);
+    it_close(adm);
+    it_broker_stop_ok(&b, 10000);
+}
+END_TEST
+
 START_TEST(test_durable_replay_live_switch_many_publishers)
 {
     struct tbroker b;
@@ -2588,6 +2647,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_durable_replay_new);
     tcase_add_test(tc, test_durable_replay_large);
     tcase_add_test(tc, test_durable_replay_resumes_after_reconnect);
+    tcase_add_test(tc, test_durable_replay_sync_slow_reader_never_drops);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("switch");
