@@ -321,7 +321,10 @@ bool conn_enqueue(struct conn *c, const uint8_t *prefix, size_t plen, struct msg
         c->qcap = ncap;
     }
     it = &c->q[c->qtail++ & (c->qcap - 1)];
-    c->qcopy = NULL; /* nothing may be appended behind this item */
+    if (c->qcopy) { /* nothing may be appended behind this item */
+        c->qcopy = NULL;
+        c->qcopy_next = 0; /* small and large frames mixed: small copy buffers */
+    }
     it->body = body ? msgbuf_ref(body) : NULL;
     it->off = 0;
     it->plen = (uint8_t)plen;
@@ -353,8 +356,17 @@ bool conn_enqueue_copy(struct conn *c, const uint8_t *prefix, size_t plen, const
     if (!b || msgbuf_room(b) - b->len < len) {
         /* A new buffer as the last item. The kernel may be reading the
          * start of the old one (a sendmsg in flight): bytes are only ever
-         * added behind what a sendmsg was given, never changed. */
-        b = msgbuf_new(&sh->pool, CONN_COPY_BUF);
+         * added behind what a sendmsg was given, never changed. Its size
+         * doubles while buffers fill up (a run of small frames) and starts
+         * small after a referenced item closed one, so memory stays near
+         * what pending counts when small and large frames alternate. */
+        uint32_t want = c->qcopy_next ? c->qcopy_next : CONN_COPY_FIRST;
+        if (b)
+            want = msgbuf_room(b) >= CONN_COPY_BUF / 2 ? CONN_COPY_BUF : msgbuf_room(b) * 2;
+        if (want < len)
+            want = (uint32_t)len;
+        c->qcopy_next = want;
+        b = msgbuf_new(&sh->pool, want);
         b->len = 0;
         conn_enqueue(c, NULL, 0, b, true);
         xshard_unref(sh, b); /* the queue holds it */
@@ -408,7 +420,9 @@ void conn_flush(struct conn *c)
     if ((c->flags & (CONN_F_SENDING | CONN_F_CLOSING)) || c->qhead == c->qtail)
         return;
     b = blk_get(sh);
-    for (uint32_t i = c->qhead; i != c->qtail && n + 2 <= IOV_BATCH; i++) {
+    /* items: pre[] and zc[] hold IOV_BATCH / 2 (a copy-buffer item takes
+     * one iovec, so n alone does not bound them). */
+    for (uint32_t i = c->qhead; i != c->qtail && n + 2 <= IOV_BATCH && items < IOV_BATCH / 2; i++) {
         struct outitem *it = &c->q[i & (c->qcap - 1)];
         uint32_t off = it->off;
         if (bytes >= SEND_BATCH_BYTES)

@@ -159,6 +159,7 @@ struct conn {
     struct iovblk *blk;   /* the in-flight sendmsg's iovecs */
     uint32_t sendn;       /* items from qhead that the in-flight sendmsg covers */
     struct msgbuf *qcopy; /* the last item's body, if conn_enqueue_copy() may append to it */
+    uint32_t qcopy_next;  /* size of the next copy buffer (0: CONN_COPY_FIRST) */
 
     /* Subscriptions by sid: open addressing, NULL = empty, TOMB = deleted. */
     struct sub **subs;

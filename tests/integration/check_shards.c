@@ -374,6 +374,203 @@ START_TEST(test_shards_unsubscribe_removes_remote_interest)
 }
 END_TEST
 
+/* ---- memo / copy-buffer churn (dmemo, xmemo, conn_enqueue_copy) ----
+ * One raw subscriber changes its subscriptions every round (subscribe,
+ * unsubscribe, auto-unsubscribe after k), then a raw publisher sends a burst
+ * of one subject with sizes on both sides of CONN_COPY_MAX, so the memo of
+ * the last walk is reused within the burst and must be dropped across
+ * rounds. Every sid must get exactly the messages it should, in order. */
+#define CH_SIDS 6
+#define CH_ROUNDS 40
+#define CH_MSGS 60
+
+struct ch_sid {
+    bool active;
+    bool matches;  /* its pattern matches the burst subject */
+    uint64_t left; /* auto-unsubscribe budget (0: unlimited) */
+    int64_t want[CH_ROUNDS * CH_MSGS];
+    size_t nwant, ngot;
+    int64_t got[CH_ROUNDS * CH_MSGS];
+};
+
+static void churn_run(const char *const *args)
+{
+    static const char *pats[] = {"ch.a", "ch.*", "ch.>", ">", "ch.b", "ch.a.x"};
+    static const bool pat_match[] = {true, true, true, true, false, false};
+    static const size_t sizes[] = {16, 100, 400, 470, 480, 490, 500, 520, 700, 3000};
+    static struct ch_sid sid[CH_SIDS + 1];
+    static uint8_t buf[4096], fb[1 << 20];
+    struct tbroker b;
+    uint64_t rng = it_seed();
+    uint64_t seq = 0, token = 1;
+    int s, p;
+    memset(sid, 0, sizeof(sid));
+    it_broker_start(&b, args);
+    s = it_raw_open(b.port);
+    p = it_raw_open(b.port);
+    for (int r = 0; r < CH_ROUNDS; r++) {
+        size_t expect = 0, got = 0;
+        for (int i = 1; i <= CH_SIDS; i++) {
+            uint64_t x = it_rand(&rng) % 5;
+            if (!sid[i].active && x < 3) {
+                int pi = (int)(it_rand(&rng) % 6);
+                ck_assert_int_eq(it_raw_sub(s, (uint64_t)i, pats[pi], NULL), 0);
+                sid[i].active = true;
+                sid[i].matches = pat_match[pi];
+                sid[i].left = 0;
+            } else if (sid[i].active && x == 0) {
+                ck_assert_int_eq(it_raw_unsub(s, (uint64_t)i, 0), 0);
+                sid[i].active = false;
+            } else if (sid[i].active && x == 1 && !sid[i].left) {
+                uint64_t k = 1 + it_rand(&rng) % 5;
+                ck_assert_int_eq(it_raw_unsub(s, (uint64_t)i, k), 0);
+                sid[i].left = k;
+            }
+        }
+        ck_assert_int_eq(it_raw_sync(s, token++, 5000, NULL), 0);
+        for (int m = 0; m < CH_MSGS; m++) {
+            size_t len = sizes[it_rand(&rng) % (sizeof(sizes) / sizeof(sizes[0]))];
+            it_payload_fill(buf, len, seq);
+            ck_assert_int_eq(it_raw_pub(p, "ch.a", NULL, buf, len), 0);
+            for (int i = 1; i <= CH_SIDS; i++) {
+                if (!sid[i].active || !sid[i].matches)
+                    continue;
+                sid[i].want[sid[i].nwant++] = (int64_t)seq;
+                expect++;
+                if (sid[i].left && --sid[i].left == 0)
+                    sid[i].active = false;
+            }
+            seq++;
+        }
+        {
+            struct it_raw_seen ps;
+            int rc = it_raw_sync(p, token++, 5000, &ps);
+            IT_CHECK(rc == 0, "round %d: publisher sync %d (errs %d: %s)", r, rc, ps.errs,
+                     ps.err_text[0]);
+        }
+        /* Read the subscriber until everything expected came (or 5 s). */
+        {
+            uint64_t end = test_now_ms() + 5000;
+            while (got < expect && test_now_ms() < end) {
+                size_t len = 0;
+                struct codec_span sp;
+                struct codec_msg cm;
+                int k = raw_read_frame(s, fb, sizeof(fb), &len, 500);
+                if (k == CODEC_K_MSG) {
+                    codec_peek(fb, len, &sp);
+                    ck_assert_int_eq(codec_msg_parse(sp.p, sp.len, &cm), 0);
+                    IT_CHECK(cm.sid >= 1 && cm.sid <= CH_SIDS, "round %d: unknown sid %llu", r,
+                             (unsigned long long)cm.sid);
+                    struct ch_sid *e = &sid[cm.sid];
+                    IT_CHECK(e->ngot < e->nwant,
+                             "round %d: sid %llu got an extra message (seq %lld)", r,
+                             (unsigned long long)cm.sid,
+                             (long long)it_payload_seq(cm.payload.p, cm.payload.len));
+                    e->got[e->ngot] = it_payload_seq(cm.payload.p, cm.payload.len);
+                    IT_CHECK(e->got[e->ngot] == e->want[e->ngot],
+                             "round %d: sid %llu message %zu: got seq %lld, want %lld", r,
+                             (unsigned long long)cm.sid, e->ngot, (long long)e->got[e->ngot],
+                             (long long)e->want[e->ngot]);
+                    e->ngot++;
+                    got++;
+                } else if (k < 0 && k != -1) {
+                    IT_CHECK(0, "round %d: read error %d", r, k);
+                }
+            }
+            IT_CHECK(got == expect, "round %d: got %zu of %zu messages", r, got, expect);
+        }
+        {
+            struct it_raw_seen seen;
+            ck_assert_int_eq(it_raw_sync(s, token++, 5000, &seen), 0);
+            IT_CHECK(seen.msgs == 0 && seen.errs == 0, "round %d: %d extra messages, %d errors", r,
+                     seen.msgs, seen.errs);
+        }
+    }
+    close(s);
+    close(p);
+    it_broker_stop_ok(&b, 10000);
+    it_broker_cleanup(&b);
+}
+
+START_TEST(test_shards_memo_churn_one_shard)
+{
+    churn_run(IT_ARGS("--shards", "1"));
+}
+END_TEST
+
+START_TEST(test_shards_memo_churn_four_shards)
+{
+    churn_run(IT_ARGS("--shards", "4"));
+}
+END_TEST
+
+/* ---- a send batch of more than IOV_BATCH / 2 items ----
+ * Small deliveries go out as copy-buffer items with no prefix (one iovec
+ * each); alternating small and large messages make one new copy buffer per
+ * small message, so one conn_flush() can take up to IOV_BATCH - 1 items
+ * while iovblk has pre[] and zc[] for IOV_BATCH / 2 only. */
+static void iov_batch_run(const char *const *args)
+{
+    enum { N = 400 };
+    static uint8_t buf[4096], fb[1 << 16];
+    static uint8_t burst[N * 1024];
+    struct tbroker b;
+    size_t off = 0;
+    int s, p;
+    int64_t next = 0;
+    it_broker_start(&b, args);
+    s = it_raw_open(b.port);
+    p = it_raw_open(b.port);
+    ck_assert_int_eq(it_raw_sub(s, 1, "iov.x", NULL), 0);
+    ck_assert_int_eq(it_raw_sync(s, 1, 5000, NULL), 0);
+    /* All publishes in one write: the broker reads them in one go and
+     * queues every delivery before its next flush. */
+    for (int i = 0; i < N; i++) {
+        size_t len = (i & 1) ? 700 : 16; /* past / within CONN_COPY_MAX */
+        it_payload_fill(buf, len, (uint64_t)i);
+        off += codec_pub_write(burst + off, "iov.x", 5, NULL, 0, NULL, 0, buf, len);
+    }
+    ck_assert_int_eq(raw_send(p, burst, off), 0);
+    {
+        struct it_raw_seen ps;
+        int rc = it_raw_sync(p, 2, 5000, &ps);
+        IT_CHECK(rc == 0, "publisher sync %d (the broker died?)", rc);
+    }
+    while (next < N) {
+        size_t len = 0;
+        struct codec_span sp;
+        struct codec_msg cm;
+        int k = raw_read_frame(s, fb, sizeof(fb), &len, 5000);
+        IT_CHECK(k >= 0, "read %d after %lld of %d messages (the broker died?)", k, (long long)next,
+                 N);
+        if (k != CODEC_K_MSG)
+            continue;
+        codec_peek(fb, len, &sp);
+        ck_assert_int_eq(codec_msg_parse(sp.p, sp.len, &cm), 0);
+        IT_CHECK(it_payload_seq(cm.payload.p, cm.payload.len) == next, "message %lld: got seq %lld",
+                 (long long)next, (long long)it_payload_seq(cm.payload.p, cm.payload.len));
+        next++;
+    }
+    close(s);
+    close(p);
+    it_broker_stop_ok(&b, 10000);
+    it_broker_cleanup(&b);
+}
+
+START_TEST(test_shards_send_batch_many_small_items)
+{
+    iov_batch_run(IT_ARGS("--shards", "1"));
+}
+END_TEST
+
+START_TEST(test_shards_send_batch_many_small_items_zerocopy)
+{
+    /* Every 700-byte body is >= zerocopy-min: the whole batch goes as
+     * SENDMSG_ZC and conn_flush() takes a reference per item in zc[]. */
+    iov_batch_run(IT_ARGS("--shards", "1", "--zerocopy-min", "600"));
+}
+END_TEST
+
 static Suite *shards_suite(void)
 {
     Suite *s = suite_create("shards");
@@ -384,6 +581,15 @@ static Suite *shards_suite(void)
     tcase_add_test(tc, test_shards_subscribe_flush_publish_race);
     tcase_add_test(tc, test_shards_subscriber_vanishes_mid_fanout);
     tcase_add_test(tc, test_shards_unsubscribe_removes_remote_interest);
+    suite_add_tcase(s, tc);
+
+    /* The copy buffers and routing memos of the small-message fast paths. */
+    tc = tcase_create("batch");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_shards_send_batch_many_small_items);
+    tcase_add_test(tc, test_shards_send_batch_many_small_items_zerocopy);
+    tcase_add_test(tc, test_shards_memo_churn_one_shard);
+    tcase_add_test(tc, test_shards_memo_churn_four_shards);
     suite_add_tcase(s, tc);
     return s;
 }
