@@ -53,9 +53,10 @@ void conn_flush(struct conn *c);
  * Queue a small frame by copying it: prefix (plen bytes) then data (dlen
  * bytes) are appended to a buffer of the connection's own at the tail of
  * its queue (a new one when there is none or it is full: CONN_COPY_FIRST
- * bytes after a referenced item, doubling up to CONN_COPY_BUF while they fill). Consecutive small
- * frames then go out as one iovec instead of two per frame, with no reference taken on a shared
- * body. For a route, which carries every message for a node; plen + dlen must be <= CONN_COPY_MAX.
+ * bytes after a referenced item, doubling up to CONN_COPY_BUF while they
+ * fill). Consecutive small frames then go out as one iovec instead of two
+ * per frame, with no reference taken on a shared body. For a route, which
+ * carries every message for a node; plen + dlen must be <= CONN_COPY_MAX.
  * Same slow-consumer rules and return value as conn_enqueue(); a frame
  * queued by conn_enqueue() closes the buffer (no frame is ever appended
  * behind a later one).
