@@ -100,6 +100,7 @@ static const char *sub_queue(const struct sub *s)
 /* See dispatch.h. */
 void dispatch_sub_unindex(struct shard *sh, struct sub *s)
 {
+    bool topic = s->rp != NULL;
     int rc;
     if (s->bind || s->px) { /* a consumer binding or a proxy is not in the trie */
         if (s->bind)
@@ -115,7 +116,7 @@ void dispatch_sub_unindex(struct shard *sh, struct sub *s)
     if (rc < 0)
         log_error("[s%u] subscription %" PRIu64 " missing from the index", sh->id, s->sid);
     stat_add(&sh->stats.subs_now, (uint64_t)-1);
-    xshard_sub_removed(sh, s->str, sub_klen(s));
+    xshard_sub_interest(sh, s->str, sub_klen(s), false, !topic);
 }
 
 /* See conn.h. */
@@ -227,7 +228,7 @@ void dispatch_subscribe(struct conn *c, const struct codec_span *sp)
     }
     submap_put(c, s);
     stat_add(&sh->stats.subs_now, 1);
-    xshard_sub_added(sh, s->str, sub_klen(s));
+    xshard_sub_interest(sh, s->str, sub_klen(s), true, rp == NULL);
     if (rp)
         replay_attach(sh, s, rp);
 out:

@@ -377,6 +377,17 @@ bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_
 }
 
 /* See route.h. */
+bool route_slot_is(struct shard *sh, unsigned slot, const char *node)
+{
+    struct cluster *cl = sh->srv->cluster;
+    struct rpeer *p;
+    if (!cl || slot >= CONFIG_MAX_ROUTES)
+        return false;
+    p = &cl->peers[slot];
+    return p->used && route_usable(p) && strcmp(p->node, node) == 0;
+}
+
+/* See route.h. */
 bool route_send_frame(struct shard *sh, unsigned slot, const Ringmq__Frame *f)
 {
     struct cluster *cl = sh->srv->cluster;

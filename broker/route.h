@@ -71,6 +71,8 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
  * false if that route is not up. */
 bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_t len);
 bool route_send_frame(struct shard *sh, unsigned slot, const Ringmq__Frame *f);
+/* Shard 0: is the route in slot up and to node? */
+bool route_slot_is(struct shard *sh, unsigned slot, const char *node);
 /* Shard 0: this node's topic table changed; tell the peers. */
 void route_topics_changed(struct shard *sh);
 /* Any shard: the route slot of topic owner number owner, if it is up. */

@@ -31,6 +31,7 @@ struct rproxy {
     uint16_t slot; /* route slot of the owner when it was made */
     bool paused;   /* asked the owner to pause; on the home's paused list */
     char topic[STORE_NAME_MAX + 1];
+    char node[64]; /* the owner's node name */
 };
 
 /* XE_PX_OPEN: to shard 0, the SUBSCRIBE to send (sid = psid). */
@@ -39,6 +40,7 @@ struct px_open {
     uint64_t psid;
     uint16_t home, slot;
     char topic[STORE_NAME_MAX + 1];
+    char node[64]; /* the owner: the slot must still be its route */
     size_t len;
     uint8_t frame[]; /* a whole SUBSCRIBE frame, length prefix included */
 };
@@ -91,6 +93,7 @@ int rproxy_prepare(struct conn *c, const Ringmq__Subscribe *m, struct rproxy **o
     px->home = (uint16_t)sh->id;
     px->slot = (uint16_t)slot;
     snprintf(px->topic, sizeof(px->topic), "%s", m->topic);
+    memcpy(px->node, sh->rtopics->t[r].node, sizeof(px->node));
     *out = px;
     return 0;
 }
@@ -113,6 +116,7 @@ void rproxy_attach(struct shard *sh, struct sub *s, struct rproxy *px, const Rin
     o->home = px->home;
     o->slot = px->slot;
     memcpy(o->topic, px->topic, sizeof(o->topic));
+    memcpy(o->node, px->node, sizeof(o->node));
     o->len = (size_t)codec_frame_write(&f, o->frame, n);
     px->s = s;
     s->px = px;
@@ -226,12 +230,15 @@ static struct pxent *ent_of(struct shard *sh, uint64_t psid, struct strmap_ent *
 static void send_end(struct shard *sh, struct rproxy *px, unsigned home, Ringmq__ErrorCode code,
                      const char *text)
 {
-    size_t n = strlen(text);
+    /* Bounded: an ERROR frame that does not fit would leave the client
+     * without one (the owner's text comes from the wire). */
+    size_t n = strnlen(text, 200);
     struct px_err *er = xmalloc(sizeof(*er) + n + 1);
     struct xent e = {.type = XE_PX_ERR};
     er->px = px;
     er->code = code;
-    memcpy(er->text, text, n + 1);
+    memcpy(er->text, text, n);
+    er->text[n] = '\0';
     e.ptr = er;
     send_to(sh, home, &e);
 }
@@ -240,7 +247,9 @@ static void open_s0(struct shard *sh, struct px_open *o)
 {
     struct strmap_ent *me;
     struct pxent *pe;
-    if (!route_send_raw(sh, o->slot, o->frame, o->len)) {
+    /* The slot may have gone to another node since the client's shard
+     * looked (a route down and a new one accepted): then it is down. */
+    if (!route_slot_is(sh, o->slot, o->node) || !route_send_raw(sh, o->slot, o->frame, o->len)) {
         char text[160];
         snprintf(text, sizeof(text), "topic %s: the node that stores it is unreachable", o->topic);
         send_end(sh, o->px, o->home, RINGMQ__ERROR_CODE__ERR_UNAVAILABLE, text);

@@ -206,21 +206,29 @@ static void node_key(struct shard *sh, const char *key, size_t klen, uint64_t gh
         route_node_interest(sh, key, klen, add);
 }
 
-static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen, bool add)
+/*
+ * Interest of origin from in key, added or removed. exported: a node key
+ * peers are told about (node_key); topic subscriptions are not (their live
+ * messages are routed on the node that stores the topic, and peers send
+ * their publishes to it as publishes), so they are counted apart.
+ */
+static void interest_apply(struct shard *sh, unsigned from, const char *key, size_t klen, bool add,
+                           bool exported)
 {
     char rk[SUBJECT_MAX_LEN * 2 + 8];
     size_t plen, qlen;
     const char *q;
     struct strmap_ent *e;
 
-    if (klen + 2 > sizeof(rk))
+    if (klen + 3 > sizeof(rk))
         return;
     rk[0] = (char)(from >> 8);
     rk[1] = (char)from;
-    memcpy(rk + 2, key, klen);
+    rk[2] = exported ? 'x' : 'l';
+    memcpy(rk + 3, key, klen);
     key_split(key, klen, &plen, &q, &qlen);
     if (add) {
-        e = strmap_put(&sh->rints, rk, klen + 2);
+        e = strmap_put(&sh->rints, rk, klen + 3);
         if (e->count++ == 0) {
             struct rint *ri = xmalloc(sizeof(*ri));
             ri->shard = (uint16_t)from;
@@ -231,12 +239,12 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
             sh->memo.itrie_gen++;
             if (from != sh->id)
                 sh->nremote_int++;
-            if (from < XORIGIN_PEER)
+            if (from < XORIGIN_PEER && exported)
                 node_key(sh, key, klen, qlen ? ri->ghash : 0, true);
         }
         return;
     }
-    e = strmap_get(&sh->rints, rk, klen + 2);
+    e = strmap_get(&sh->rints, rk, klen + 3);
     if (!e)
         return;
     if (--e->count == 0) {
@@ -245,20 +253,22 @@ static void interest_apply(struct shard *sh, unsigned from, const char *key, siz
         sh->memo.itrie_gen++;
         if (from != sh->id)
             sh->nremote_int--;
-        if (from < XORIGIN_PEER)
+        if (from < XORIGIN_PEER && exported)
             node_key(sh, key, klen, ri->ghash, false);
         free(ri);
         strmap_del(&sh->rints, e);
     }
 }
 
-static void interest_broadcast(struct shard *sh, const char *key, size_t klen, bool add)
+static void interest_broadcast(struct shard *sh, const char *key, size_t klen, bool add,
+                               bool exported)
 {
     struct server *srv = sh->srv;
-    interest_apply(sh, sh->id, key, klen, add);
+    interest_apply(sh, sh->id, key, klen, add, exported);
     sh->bcast_seq++;
     for (unsigned d = 0; d < srv->nshards; d++) {
         struct xent e = {.type = add ? XE_INT_ADD : XE_INT_DEL,
+                         .plain = exported,
                          .seq = sh->bcast_seq,
                          .origin = (uint16_t)sh->id};
         if (d == sh->id)
@@ -271,28 +281,26 @@ static void interest_broadcast(struct shard *sh, const char *key, size_t klen, b
 }
 
 /* See xshard.h. */
-void xshard_sub_added(struct shard *sh, const char *key, size_t klen)
+void xshard_sub_interest(struct shard *sh, const char *key, size_t klen, bool add, bool exported)
 {
+    char lk[SUBJECT_MAX_LEN * 2 + 8];
     struct strmap_ent *e;
-    if (sh->srv->nshards == 1 && !sh->srv->cluster)
+    if ((sh->srv->nshards == 1 && !sh->srv->cluster) || klen + 1 > sizeof(lk))
         return;
-    e = strmap_put(&sh->lint, key, klen);
-    if (e->count++ == 0)
-        interest_broadcast(sh, key, klen, true);
-}
-
-/* See xshard.h. */
-void xshard_sub_removed(struct shard *sh, const char *key, size_t klen)
-{
-    struct strmap_ent *e;
-    if (sh->srv->nshards == 1 && !sh->srv->cluster)
+    memcpy(lk, key, klen);
+    lk[klen] = exported ? 'x' : 'l'; /* counted apart: see interest_apply */
+    if (add) {
+        e = strmap_put(&sh->lint, lk, klen + 1);
+        if (e->count++ == 0)
+            interest_broadcast(sh, key, klen, true, exported);
         return;
-    e = strmap_get(&sh->lint, key, klen);
+    }
+    e = strmap_get(&sh->lint, lk, klen + 1);
     if (!e)
         return;
     if (--e->count == 0) {
         strmap_del(&sh->lint, e);
-        interest_broadcast(sh, key, klen, false);
+        interest_broadcast(sh, key, klen, false, exported);
     }
 }
 
@@ -302,11 +310,13 @@ void xshard_peer_interest(struct shard *sh, uint16_t origin, const char *key, si
     struct server *srv = sh->srv;
     if (!sh->stage)
         return; /* after xshard_fini */
-    interest_apply(sh, origin, key, klen, add);
+    interest_apply(sh, origin, key, klen, add, true);
     sh->bcast_seq++;
     for (unsigned d = 0; d < srv->nshards; d++) {
-        struct xent e = {
-            .type = add ? XE_INT_ADD : XE_INT_DEL, .seq = sh->bcast_seq, .origin = origin};
+        struct xent e = {.type = add ? XE_INT_ADD : XE_INT_DEL,
+                         .plain = 1,
+                         .seq = sh->bcast_seq,
+                         .origin = origin};
         if (d == sh->id)
             continue;
         e.ptr = xmalloc(klen);
@@ -700,7 +710,7 @@ static void handle(struct shard *sh, unsigned from, struct xent *e)
     case XE_INT_ADD:
     case XE_INT_DEL: {
         struct xent ack = {.type = XE_INT_ACK, .seq = e->seq};
-        interest_apply(sh, e->origin, e->ptr, e->klen, e->type == XE_INT_ADD);
+        interest_apply(sh, e->origin, e->ptr, e->klen, e->type == XE_INT_ADD, e->plain != 0);
         free(e->ptr);
         stage_push(sh, from, &ack);
         break;

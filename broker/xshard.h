@@ -170,9 +170,12 @@ bool xshard_pending(struct shard *sh);
  */
 void xshard_route(struct shard *sh, const struct codec_msg *m);
 
-/* A local subscription was added/removed: update interest everywhere. */
-void xshard_sub_added(struct shard *sh, const char *key, size_t klen);
-void xshard_sub_removed(struct shard *sh, const char *key, size_t klen);
+/*
+ * A local subscription with key was added (add) or removed: update interest
+ * everywhere. exported: also this node's interest for its peers (cluster);
+ * false for topic subscriptions, which only the node's own shards route to.
+ */
+void xshard_sub_interest(struct shard *sh, const char *key, size_t klen, bool add, bool exported);
 
 /*
  * Answer a PING: now if every peer has acknowledged the interest this shard

@@ -68,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -2220,6 +2221,442 @@ START_TEST(test_cluster_remote_replay_paced_reader)
 }
 END_TEST
 
+/* ---- Relayed topic subscriptions: lifecycle, hostile routes, limits ---- */
+
+/* c's counter key reaches want within ms (polled). */
+static bool stat_becomes(rmq_client *c, const char *key, uint64_t want, int ms)
+{
+    uint64_t end = test_now_ms() + (uint64_t)ms;
+    do {
+        if (it_stat(c, key) == want)
+            return true;
+        usleep(50 * 1000);
+    } while (test_now_ms() < end);
+    return it_stat(c, key) == want;
+}
+
+/*
+ * The owner removes a topic that b relays: b's client gets NO_TOPIC, b
+ * drops the proxy and a drops the route's subscription. Then a raw client
+ * on b that never reads subscribes to a big topic (b pauses the owner),
+ * and disconnects: both ends forget the subscription.
+ */
+START_TEST(test_cluster_relay_topic_removed_and_client_gone)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb;
+    const char *subj[] = {"rm.>"}, *subj2[] = {"gone.>"};
+    rmq_topic_cfg cfg = {.name = "RMT", .subjects = subj, .nsubjects = 1};
+    rmq_topic_cfg cfg2 = {.name = "GONE", .subjects = subj2, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL};
+    static char payload[4096];
+    uint64_t a_subs0;
+    rmq_sub *s;
+    int rc, fd;
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "rep-b", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg2, 5000, NULL), 0);
+    pub_acked(cb, "rm.x", 1, 20);
+    a_subs0 = it_stat(mon[0], "subscriptions");
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "RMT", "rm.>", &all, NULL, NULL, &s), 0);
+    read_seqs(cb, s, 1, 20, "rm.>", false, "replay from b");
+    CL_CHECK(it_stat(mon[1], "remote_topic_subs") == 1, "b: no proxy");
+    CL_CHECK(stat_becomes(mon[0], "subscriptions", a_subs0 + 1, 3000),
+             "a: the route's subscription is not there (%" PRIu64 ")",
+             it_stat(mon[0], "subscriptions"));
+    ck_assert_int_eq(rmq_topic_rm(ca, "RMT", 5000), 0);
+    rc = sub_next_rc(s, 5000);
+    CL_CHECK(rc == RMQ_ENOTFOUND, "b's replay after the owner removed the topic: %s",
+             rmq_strerror(rc));
+    CL_CHECK(stat_becomes(mon[1], "remote_topic_subs", 0, 3000), "b still has a proxy");
+    CL_CHECK(stat_becomes(mon[0], "subscriptions", a_subs0, 3000),
+             "a still has the route's subscription (%" PRIu64 ")",
+             it_stat(mon[0], "subscriptions"));
+    rmq_unsubscribe(s);
+
+    /* A reader that never reads, then goes. */
+    memset(payload, 'g', sizeof(payload));
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(rmq_publish(ca, "gone.x", payload, sizeof(payload)), 0);
+    pub_acked(ca, "gone.y", 2001, 2001);
+    pub_acked(cb, "gone.y", 2002, 2002);
+    fd = it_raw_open(n[1].b.port);
+    {
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        f.sub = &sub;
+        sub.sid = 1;
+        sub.pattern = "gone.>";
+        sub.topic = "GONE";
+        sub.has_start = true;
+        sub.start = RINGMQ__START_POLICY__START_ALL;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+    }
+    CL_CHECK(stat_becomes(mon[1], "remote_topic_subs", 1, 3000), "b: no proxy for the raw reader");
+    usleep(1500 * 1000);
+    CL_CHECK(it_stat(mon[1], "remote_topic_pauses") > 0, "b never paused the owner");
+    close(fd);
+    CL_CHECK(stat_becomes(mon[1], "remote_topic_subs", 0, 5000), "b kept the raw reader's proxy");
+    CL_CHECK(stat_becomes(mon[0], "subscriptions", a_subs0, 5000),
+             "a kept the route's subscription of a gone reader (%" PRIu64 ")",
+             it_stat(mon[0], "subscriptions"));
+    it_close(ca);
+    it_close(cb);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/*
+ * A hostile route to a: a relayed replay with resumes it never paused, a
+ * consumer bind, ERROR and MESSAGE frames naming a's own proxy ids, a
+ * SUBSCRIBE for a topic another node owns. a's own client, which reads a
+ * topic of b through a proxy, is not disturbed.
+ */
+START_TEST(test_cluster_relay_hostile_route_and_proxy_ids)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb;
+    const char *subj[] = {"ht.>"}, *subj2[] = {"bt.>"};
+    rmq_topic_cfg cfg = {.name = "HT", .subjects = subj, .nsubjects = 1};
+    rmq_topic_cfg cfg2 = {.name = "BT", .subjects = subj2, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL};
+    struct it_raw_seen seen;
+    rmq_sub *s;
+    int fd, rc;
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "own-b", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    ck_assert_int_eq(rmq_topic_add(cb, &cfg2, 5000, NULL), 0);
+    pub_acked(ca, "ht.x", 1, 30);
+    pub_acked(ca, "bt.x", 1, 10); /* a learns that b owns BT */
+    ck_assert_int_eq(rmq_subscribe_topic(ca, "BT", "bt.>", &all, NULL, NULL, &s), 0);
+    read_seqs(ca, s, 1, 10, "bt.>", false, "a's replay of b's topic");
+
+    fd = raw_connect(caddr_port(&n[0]));
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(route_hello(fd, "evil5"), 0);
+    {
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+        Ringmq__RouteFlow fl = RINGMQ__ROUTE_FLOW__INIT;
+        Ringmq__Unsubscribe un = RINGMQ__UNSUBSCRIBE__INIT;
+        Ringmq__Error er = RINGMQ__ERROR__INIT;
+        Ringmq__Message msg = RINGMQ__MESSAGE__INIT;
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        f.sub = &sub;
+        sub.sid = 5;
+        sub.pattern = "ht.>";
+        sub.topic = "HT";
+        sub.has_start = true;
+        sub.start = RINGMQ__START_POLICY__START_ALL;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        f.kind_case = RINGMQ__FRAME__KIND_ROUTE_FLOW;
+        f.route_flow = &fl;
+        for (int i = 0; i < 5; i++) {
+            fl.sid = 5;
+            fl.has_pause = true;
+            fl.pause = i == 2;
+            ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        }
+        /* A consumer bind and a topic a does not own. */
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        sub.sid = 6;
+        sub.pattern = ">";
+        sub.durable = "ev";
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        sub.sid = 7;
+        sub.pattern = "bt.>";
+        sub.topic = "BT";
+        sub.durable = NULL;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+        /* a's own proxy ids: (shard + 1) << 48 | n. */
+        for (uint64_t sh = 1; sh <= 4; sh++)
+            for (uint64_t k = 1; k <= 4; k++) {
+                uint64_t id = (sh << 48) | k;
+                f.kind_case = RINGMQ__FRAME__KIND_MSG;
+                f.msg = &msg;
+                msg.sid = id;
+                msg.subject = "bt.evil";
+                msg.has_seq = true;
+                msg.seq = 999;
+                ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+                f.kind_case = RINGMQ__FRAME__KIND_ERR;
+                f.err = &er;
+                er.code = RINGMQ__ERROR_CODE__ERR_UNAVAILABLE;
+                er.has_sid = true;
+                er.sid = id;
+                er.text = "evil";
+                ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+            }
+        f.kind_case = RINGMQ__FRAME__KIND_UNSUB;
+        f.unsub = &un;
+        un.sid = 12345;
+        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+    }
+    memset(&seen, 0, sizeof(seen));
+    rc = it_raw_read_to_eof(fd, 2000, &seen);
+    CL_CHECK(rc == -1, "the hostile route was closed (%d)", rc);
+    CL_CHECK(seen.msgs == 30, "the hostile route's replay: %d messages (want 30: no duplicates)",
+             seen.msgs);
+    /* a's own relayed subscription still works. */
+    pub_acked(cb, "bt.y", 11, 12);
+    read_seqs(ca, s, 11, 2, "bt.>", false, "a's replay after the hostile frames");
+    read_none(s, 300, "a's replay (nothing from the hostile route)");
+    close(fd);
+    rmq_unsubscribe(s);
+    it_close(ca);
+    it_close(cb);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/*
+ * Shutdown with relayed subscriptions still open (one of them paused by a
+ * reader that never reads, several clients so that several shards hold
+ * proxies): every node exits 0 (no leak, no sanitizer report).
+ */
+START_TEST(test_cluster_relay_shutdown_with_open_proxies)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb[4];
+    const char *subj[] = {"sd.>"};
+    rmq_topic_cfg cfg = {.name = "SD", .subjects = subj, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL};
+    static char payload[4096];
+    rmq_sub *s[4];
+    int fd[2];
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    memset(payload, 's', sizeof(payload));
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(rmq_publish(ca, "sd.x", payload, sizeof(payload)), 0);
+    pub_acked(ca, "sd.y", 1001, 1001);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "rep-b%d", i);
+        cb[i] = it_client(n[1].b.addr, name, NULL);
+    }
+    pub_acked(cb[0], "sd.y", 1002, 1002);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(rmq_subscribe_topic(cb[i], "SD", "sd.y", &all, NULL, NULL, &s[i]), 0);
+    read_seqs(cb[0], s[0], 1001, 2, "sd.y", false, "b0");
+    for (int k = 0; k < 2; k++) {
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+        fd[k] = it_raw_open(n[1 + k].b.port);
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        f.sub = &sub;
+        sub.sid = 1;
+        sub.pattern = "sd.>";
+        sub.topic = "SD";
+        sub.has_start = true;
+        sub.start = RINGMQ__START_POLICY__START_ALL;
+        ck_assert_int_eq(it_raw_send_frame(fd[k], &f), 0);
+        sub.sid = 2;
+        ck_assert_int_eq(it_raw_send_frame(fd[k], &f), 0);
+    }
+    usleep(1000 * 1000);
+    CL_CHECK(it_stat(mon[1], "remote_topic_subs") == 6, "b: %" PRIu64 " proxies, want 6",
+             it_stat(mon[1], "remote_topic_subs"));
+    /* b goes first (its proxies are open), then c, then the owner. */
+    it_close(mon[1]);
+    mon[1] = NULL;
+    node_stop(&n[1]);
+    pub_acked(ca, "sd.y", 1003, 1003);
+    it_close(mon[2]);
+    mon[2] = NULL;
+    node_stop(&n[2]);
+    close(fd[0]);
+    close(fd[1]);
+    for (int i = 0; i < 4; i++)
+        it_close(cb[i]);
+    it_close(ca);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/* b and c run with --storage off: replays, a consumer and its acks, and
+ * topic ls still work through the proxy. */
+START_TEST(test_cluster_relay_from_storage_off_nodes)
+{
+    static const char *const off[] = {"--storage", "off", NULL};
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb, *cc;
+    const char *subj[] = {"so.>"};
+    rmq_topic_cfg cfg = {.name = "SO", .subjects = subj, .nsubjects = 1};
+    rmq_replay_opts all = {.start = RMQ_START_ALL};
+    rmq_consumer_opts co = {.max_inflight = 16, .ack_wait_ms = 800};
+    rmq_consumer_info *ci = NULL;
+    rmq_topic_info *ti = NULL;
+    size_t nci = 0, nti = 0;
+    rmq_sub *s, *sc;
+    char why[1024];
+    int rc;
+
+    g_ntrack = 0;
+    node_start(&n[0], "a", NULL, NULL, NULL);
+    node_start(&n[1], "b", NULL, n[0].caddr, off);
+    node_start(&n[2], "c", NULL, n[0].caddr, off);
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "mon-%d", i);
+        mon[i] = it_client(n[i].b.addr, name, NULL);
+    }
+    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
+    CL_CHECK(rc == 0, "mesh: %s", why);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "rep-b", NULL);
+    cc = it_client(n[2].b.addr, "con-c", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    pub_acked(cb, "so.x", 1, 50);
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "SO", "so.>", &all, NULL, NULL, &s), 0);
+    read_seqs(cb, s, 1, 50, "so.>", false, "replay on storage-off b");
+    rc = rmq_consume(cc, "SO", "w", &co, NULL, NULL, &sc);
+    CL_CHECK(rc == 0, "consume on storage-off c: %s", rmq_strerror(rc));
+    read_seqs(cc, sc, 1, 50, "so.>", true, "consumer on storage-off c");
+    flush_ok(cc);
+    read_none(sc, 1500, "consumer on c after its acks");
+    rc = rmq_consumer_list(ca, "SO", 5000, &ci, &nci);
+    CL_CHECK(rc == 0 && nci == 1 && ci[0].ack_floor == 50, "consumer on a: %s, ack floor %" PRIu64,
+             rmq_strerror(rc), nci ? ci[0].ack_floor : 0);
+    free(ci);
+    rc = rmq_topic_list(cb, 5000, &ti, &nti);
+    CL_CHECK(rc == 0 && nti == 1 && strcmp(ti[0].node, "a") == 0,
+             "topic ls on storage-off b: %s, %zu", rmq_strerror(rc), nti);
+    free(ti);
+    rmq_unsubscribe(s);
+    rmq_unsubscribe(sc);
+    it_close(ca);
+    it_close(cb);
+    it_close(cc);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/*
+ * A consumer bound through a proxy by a client that never reads: the owner
+ * redelivers its window every ack_wait and the relaying node queues every
+ * copy for the client (deliver() enqueues with force), but its periodic
+ * slow-consumer check still cuts that client, as the owner does for a
+ * local one (control).
+ */
+START_TEST(test_cluster_relay_consumer_not_reading_is_cut)
+{
+    static const char *const small[] = {"--max-pending", "262144", "--slow-grace-ms", "300", NULL};
+    struct it_node n[3];
+    rmq_client *mon[3], *ca;
+    const char *subj[] = {"nr.>"};
+    rmq_topic_cfg cfg = {.name = "NR", .subjects = subj, .nsubjects = 1};
+    static char payload[16384];
+    uint64_t out0, out1;
+    char why[1024];
+    int fd[2], rc;
+
+    g_ntrack = 0;
+    node_start(&n[0], "a", NULL, NULL, small);
+    node_start(&n[1], "b", NULL, n[0].caddr, small);
+    node_start(&n[2], "c", NULL, n[0].caddr, small);
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "mon-%d", i);
+        mon[i] = it_client(n[i].b.addr, name, NULL);
+    }
+    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
+    CL_CHECK(rc == 0, "mesh: %s", why);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    memset(payload, 'n', sizeof(payload));
+    for (int i = 0; i < 64; i++)
+        ck_assert_int_eq(rmq_publish(ca, "nr.x", payload, sizeof(payload)), 0);
+    pub_acked(ca, "nr.y", 65, 65);
+    {
+        rmq_client *cb = it_client(n[1].b.addr, "learn-b", NULL);
+        pub_acked(cb, "nr.y", 66, 66);
+        it_close(cb);
+    }
+    for (int k = 0; k < 2; k++) {
+        Ringmq__Frame f = RINGMQ__FRAME__INIT;
+        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+        int one = 4096;
+        fd[k] = it_raw_open(n[k].b.port); /* k = 0: on the owner; 1: through b */
+        setsockopt(fd[k], SOL_SOCKET, SO_RCVBUF, &one, sizeof(one));
+        f.kind_case = RINGMQ__FRAME__KIND_SUB;
+        f.sub = &sub;
+        sub.sid = 1;
+        sub.pattern = ">";
+        sub.topic = "NR";
+        sub.durable = k ? "wb" : "wa";
+        sub.has_max_inflight = true;
+        sub.max_inflight = 64;
+        sub.has_ack_wait_ms = true;
+        sub.ack_wait_ms = 200;
+        ck_assert_int_eq(it_raw_send_frame(fd[k], &f), 0);
+    }
+    sleep(2);
+    out0 = it_stat(mon[1], "msgs_out");
+    sleep(4);
+    out1 = it_stat(mon[1], "msgs_out");
+    CL_CHECK(it_stat(mon[0], "slow_consumers") >= 1,
+             "control: the non-reading consumer on the owner was not cut");
+    CL_CHECK(it_stat(mon[1], "slow_consumers") >= 1 && out1 - out0 < 64,
+             "b never cut its non-reading relayed consumer: %" PRIu64
+             " more deliveries queued for it in 4 s (window 64 x 16 KiB, max-pending 256 KiB)",
+             out1 - out0);
+    close(fd[0]);
+    close(fd[1]);
+    it_close(ca);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
+/*
+ * A relayed topic subscription with a pattern wider than the topic's
+ * subjects (">") must not make the peers forward plain traffic to the
+ * owner: topic subscriptions are interest of the owner's shards only, never
+ * announced over routes (live topic messages are routed on the owner).
+ */
+START_TEST(test_cluster_relay_wide_pattern_pulls_no_plain_traffic)
+{
+    struct it_node n[3];
+    rmq_client *mon[3], *ca, *cb, *cc;
+    const char *subj[] = {"wp.>"};
+    rmq_topic_cfg cfg = {.name = "WP", .subjects = subj, .nsubjects = 1};
+    rmq_sub *s;
+    uint64_t before, after;
+
+    cl_start(n, mon);
+    ca = it_client(n[0].b.addr, "own-a", NULL);
+    cb = it_client(n[1].b.addr, "rep-b", NULL);
+    cc = it_client(n[2].b.addr, "pub-c", NULL);
+    ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
+    pub_acked(cb, "wp.x", 1, 1);
+    ck_assert_int_eq(rmq_subscribe_topic(cb, "WP", ">", NULL, NULL, NULL, &s), 0);
+    flush_ok(cb);
+    usleep(500 * 1000);
+    before = route_ctr(mon[2], "c", "a", R_OUT);
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(rmq_publish(cc, "nobody.listens", "x", 1), 0);
+    flush_ok(cc);
+    usleep(QUIESCE_US);
+    after = route_ctr(mon[2], "c", "a", R_OUT);
+    CL_CHECK(after - before == 0,
+             "c forwarded %" PRIu64 " plain messages nobody subscribed to, to a", after - before);
+    rmq_unsubscribe(s);
+    it_close(ca);
+    it_close(cb);
+    it_close(cc);
+    cl_stop(n, mon, 3);
+}
+END_TEST
+
 /* Move the calling thread (and what it forks or starts later) into namespace i, or -1: root. */
 static void ns_enter(struct netns *x, int i)
 {
@@ -2380,6 +2817,16 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_cluster_durable_topic_on_remote_owner);
     tcase_add_test(tc, test_cluster_remote_topic_replay_and_consumer);
     tcase_add_test(tc, test_cluster_remote_replay_paced_reader);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("relay");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cluster_relay_topic_removed_and_client_gone);
+    tcase_add_test(tc, test_cluster_relay_hostile_route_and_proxy_ids);
+    tcase_add_test(tc, test_cluster_relay_shutdown_with_open_proxies);
+    tcase_add_test(tc, test_cluster_relay_from_storage_off_nodes);
+    tcase_add_test(tc, test_cluster_relay_consumer_not_reading_is_cut);
+    tcase_add_test(tc, test_cluster_relay_wide_pattern_pulls_no_plain_traffic);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("refuse");
