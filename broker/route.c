@@ -358,16 +358,23 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
     }
 }
 
+/* The peer in slot if its route is up, else NULL. */
+static struct rpeer *up_peer(struct shard *sh, unsigned slot)
+{
+    struct cluster *cl = sh->srv->cluster;
+    struct rpeer *p;
+    if (!cl || slot >= CONFIG_MAX_ROUTES)
+        return NULL;
+    p = &cl->peers[slot];
+    return p->used && route_usable(p) ? p : NULL;
+}
+
 /* See route.h. */
 bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_t len)
 {
-    struct cluster *cl = sh->srv->cluster;
+    struct rpeer *p = up_peer(sh, slot);
     struct msgbuf *m;
-    struct rpeer *p;
-    if (!cl || slot >= CONFIG_MAX_ROUTES)
-        return false;
-    p = &cl->peers[slot];
-    if (!p->used || !route_usable(p))
+    if (!p)
         return false;
     m = msgbuf_new(&sh->pool, (uint32_t)len);
     memcpy(m->data, frame, len);
@@ -379,23 +386,15 @@ bool route_send_raw(struct shard *sh, unsigned slot, const uint8_t *frame, size_
 /* See route.h. */
 bool route_slot_is(struct shard *sh, unsigned slot, const char *node)
 {
-    struct cluster *cl = sh->srv->cluster;
-    struct rpeer *p;
-    if (!cl || slot >= CONFIG_MAX_ROUTES)
-        return false;
-    p = &cl->peers[slot];
-    return p->used && route_usable(p) && strcmp(p->node, node) == 0;
+    struct rpeer *p = up_peer(sh, slot);
+    return p && strcmp(p->node, node) == 0;
 }
 
 /* See route.h. */
 bool route_send_frame(struct shard *sh, unsigned slot, const Ringmq__Frame *f)
 {
-    struct cluster *cl = sh->srv->cluster;
-    struct rpeer *p;
-    if (!cl || slot >= CONFIG_MAX_ROUTES)
-        return false;
-    p = &cl->peers[slot];
-    if (!p->used || !route_usable(p))
+    struct rpeer *p = up_peer(sh, slot);
+    if (!p)
         return false;
     conn_send_frame(p->conn, f);
     return true;

@@ -270,11 +270,19 @@ static bool wants_ack(const struct codec_msg *m)
     return false;
 }
 
+/* Send m (borrowed) to the node on route slot as a publish it handles. */
+static void to_owner(struct shard *sh, const struct codec_msg *m, unsigned slot)
+{
+    struct msgbuf *body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
+    codec_body_write(m, body->data);
+    xshard_route_publish(sh, slot, body);
+    xshard_unref(sh, body);
+}
+
 /* See dur.h. */
 void topic_publish_remote(struct shard *sh, const struct codec_msg *m, int ridx)
 {
     unsigned slot;
-    struct msgbuf *body;
     if (!route_owner_slot(sh->srv, sh->rtopics->t[ridx].owner, &slot)) {
         if (wants_ack(m)) {
             char reply[SUBJECT_MAX_LEN + 1], text[160];
@@ -286,10 +294,7 @@ void topic_publish_remote(struct shard *sh, const struct codec_msg *m, int ridx)
         }
         return;
     }
-    body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
-    codec_body_write(m, body->data);
-    xshard_route_publish(sh, slot, body);
-    xshard_unref(sh, body);
+    to_owner(sh, m, slot);
 }
 
 /* See dur.h. */
@@ -392,10 +397,7 @@ static bool admin_remote(struct shard *sh, const struct codec_msg *m, enum dadmi
     if (r < 0)
         return false;
     if (route_owner_slot(sh->srv, sh->rtopics->t[r].owner, &slot)) {
-        struct msgbuf *body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
-        codec_body_write(m, body->data);
-        xshard_route_publish(sh, slot, body);
-        xshard_unref(sh, body);
+        to_owner(sh, m, slot);
     } else {
         admin_unavailable(sh, reply, "the node that stores this topic is unreachable");
     }
@@ -541,10 +543,7 @@ static bool ack_remote(struct shard *sh, const struct codec_msg *m, const char *
         (r = rtopic_by_name(sh, topic)) < 0)
         return false;
     if (route_owner_slot(sh->srv, sh->rtopics->t[r].owner, &slot)) {
-        struct msgbuf *body = msgbuf_new(&sh->pool, (uint32_t)codec_body_size(m));
-        codec_body_write(m, body->data);
-        xshard_route_publish(sh, slot, body);
-        xshard_unref(sh, body);
+        to_owner(sh, m, slot);
     }
     return true;
 }

@@ -2223,6 +2223,42 @@ END_TEST
 
 /* ---- Relayed topic subscriptions: lifecycle, hostile routes, limits ---- */
 
+/* A raw topic SUBSCRIBE{sid, pattern, topic, START_ALL} on fd (a client
+ * that then never reads). */
+static void raw_topic_sub(int fd, uint64_t sid, const char *pattern, const char *topic)
+{
+    Ringmq__Frame f = RINGMQ__FRAME__INIT;
+    Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
+    f.kind_case = RINGMQ__FRAME__KIND_SUB;
+    f.sub = &sub;
+    sub.sid = sid;
+    sub.pattern = (char *)pattern;
+    sub.topic = (char *)topic;
+    sub.has_start = true;
+    sub.start = RINGMQ__START_POLICY__START_ALL;
+    ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
+}
+
+/* Nodes a, b (seeded by a), c (seeded by a) with extra arguments for a and
+ * for b and c; waits for the full mesh. */
+static void cl_start_args(struct it_node n[3], rmq_client *mon[3], const char *const *a_args,
+                          const char *const *bc_args)
+{
+    char why[1024];
+    int rc;
+    g_ntrack = 0;
+    node_start(&n[0], "a", NULL, NULL, a_args);
+    node_start(&n[1], "b", NULL, n[0].caddr, bc_args);
+    node_start(&n[2], "c", NULL, n[0].caddr, bc_args);
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "mon-%d", i);
+        mon[i] = it_client(n[i].b.addr, name, NULL);
+    }
+    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
+    CL_CHECK(rc == 0, "mesh: %s", why);
+}
+
 /* c's counter key reaches want within ms (polled). */
 static bool stat_becomes(rmq_client *c, const char *key, uint64_t want, int ms)
 {
@@ -2284,18 +2320,7 @@ START_TEST(test_cluster_relay_topic_removed_and_client_gone)
     pub_acked(ca, "gone.y", 2001, 2001);
     pub_acked(cb, "gone.y", 2002, 2002);
     fd = it_raw_open(n[1].b.port);
-    {
-        Ringmq__Frame f = RINGMQ__FRAME__INIT;
-        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
-        f.kind_case = RINGMQ__FRAME__KIND_SUB;
-        f.sub = &sub;
-        sub.sid = 1;
-        sub.pattern = "gone.>";
-        sub.topic = "GONE";
-        sub.has_start = true;
-        sub.start = RINGMQ__START_POLICY__START_ALL;
-        ck_assert_int_eq(it_raw_send_frame(fd, &f), 0);
-    }
+    raw_topic_sub(fd, 1, "gone.>", "GONE");
     CL_CHECK(stat_becomes(mon[1], "remote_topic_subs", 1, 3000), "b: no proxy for the raw reader");
     usleep(1500 * 1000);
     CL_CHECK(it_stat(mon[1], "remote_topic_pauses") > 0, "b never paused the owner");
@@ -2449,19 +2474,9 @@ START_TEST(test_cluster_relay_shutdown_with_open_proxies)
         ck_assert_int_eq(rmq_subscribe_topic(cb[i], "SD", "sd.y", &all, NULL, NULL, &s[i]), 0);
     read_seqs(cb[0], s[0], 1001, 2, "sd.y", false, "b0");
     for (int k = 0; k < 2; k++) {
-        Ringmq__Frame f = RINGMQ__FRAME__INIT;
-        Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
         fd[k] = it_raw_open(n[1 + k].b.port);
-        f.kind_case = RINGMQ__FRAME__KIND_SUB;
-        f.sub = &sub;
-        sub.sid = 1;
-        sub.pattern = "sd.>";
-        sub.topic = "SD";
-        sub.has_start = true;
-        sub.start = RINGMQ__START_POLICY__START_ALL;
-        ck_assert_int_eq(it_raw_send_frame(fd[k], &f), 0);
-        sub.sid = 2;
-        ck_assert_int_eq(it_raw_send_frame(fd[k], &f), 0);
+        raw_topic_sub(fd[k], 1, "sd.>", "SD");
+        raw_topic_sub(fd[k], 2, "sd.>", "SD");
     }
     usleep(1000 * 1000);
     CL_CHECK(it_stat(mon[1], "remote_topic_subs") == 6, "b: %" PRIu64 " proxies, want 6",
@@ -2498,20 +2513,9 @@ START_TEST(test_cluster_relay_from_storage_off_nodes)
     rmq_topic_info *ti = NULL;
     size_t nci = 0, nti = 0;
     rmq_sub *s, *sc;
-    char why[1024];
     int rc;
 
-    g_ntrack = 0;
-    node_start(&n[0], "a", NULL, NULL, NULL);
-    node_start(&n[1], "b", NULL, n[0].caddr, off);
-    node_start(&n[2], "c", NULL, n[0].caddr, off);
-    for (int i = 0; i < 3; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "mon-%d", i);
-        mon[i] = it_client(n[i].b.addr, name, NULL);
-    }
-    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
-    CL_CHECK(rc == 0, "mesh: %s", why);
+    cl_start_args(n, mon, NULL, off);
     ca = it_client(n[0].b.addr, "own-a", NULL);
     cb = it_client(n[1].b.addr, "rep-b", NULL);
     cc = it_client(n[2].b.addr, "con-c", NULL);
@@ -2557,20 +2561,9 @@ START_TEST(test_cluster_relay_consumer_not_reading_is_cut)
     rmq_topic_cfg cfg = {.name = "NR", .subjects = subj, .nsubjects = 1};
     static char payload[16384];
     uint64_t out0, out1;
-    char why[1024];
-    int fd[2], rc;
+    int fd[2];
 
-    g_ntrack = 0;
-    node_start(&n[0], "a", NULL, NULL, small);
-    node_start(&n[1], "b", NULL, n[0].caddr, small);
-    node_start(&n[2], "c", NULL, n[0].caddr, small);
-    for (int i = 0; i < 3; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "mon-%d", i);
-        mon[i] = it_client(n[i].b.addr, name, NULL);
-    }
-    rc = it_cluster_wait_mesh(n, mon, 3, 10000, why, sizeof(why));
-    CL_CHECK(rc == 0, "mesh: %s", why);
+    cl_start_args(n, mon, small, small);
     ca = it_client(n[0].b.addr, "own-a", NULL);
     ck_assert_int_eq(rmq_topic_add(ca, &cfg, 5000, NULL), 0);
     memset(payload, 'n', sizeof(payload));
