@@ -329,19 +329,26 @@ void route_node_interest(struct shard *sh, const char *key, size_t klen, bool ad
         strmap_del(&cl->nodekeys, e);
 }
 
+/* The peer in slot if its route is up, else NULL. */
+static struct rpeer *up_peer(struct shard *sh, unsigned slot)
+{
+    struct cluster *cl = sh->srv->cluster;
+    struct rpeer *p;
+    if (!cl || slot >= CONFIG_MAX_ROUTES)
+        return NULL;
+    p = &cl->peers[slot];
+    return p->used && route_usable(p) ? p : NULL;
+}
+
 /* See route.h. */
 void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool plain,
                    const uint64_t *g, unsigned ng, bool publish)
 {
-    struct cluster *cl = sh->srv->cluster;
-    struct rpeer *p;
+    struct rpeer *p = up_peer(sh, slot);
     uint8_t pre[CODEC_ROUTE_PREFIX_MAX];
     uint32_t g32[CODEC_ROUTE_GROUPS];
     size_t pl;
-    if (!cl || slot >= CONFIG_MAX_ROUTES)
-        return;
-    p = &cl->peers[slot];
-    if (!p->used || !route_usable(p))
+    if (!p)
         return;
     if (ng > CODEC_ROUTE_GROUPS)
         ng = CODEC_ROUTE_GROUPS;
@@ -356,17 +363,6 @@ void route_forward(struct shard *sh, unsigned slot, struct msgbuf *body, bool pl
         p->msgs_out++;
         stat_add(&sh->stats.route_out, 1);
     }
-}
-
-/* The peer in slot if its route is up, else NULL. */
-static struct rpeer *up_peer(struct shard *sh, unsigned slot)
-{
-    struct cluster *cl = sh->srv->cluster;
-    struct rpeer *p;
-    if (!cl || slot >= CONFIG_MAX_ROUTES)
-        return NULL;
-    p = &cl->peers[slot];
-    return p->used && route_usable(p) ? p : NULL;
 }
 
 /* See route.h. */
@@ -702,28 +698,41 @@ void route_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_close(c);
         return;
     }
-    if (kind == CODEC_K_ROUTE_INTEREST)
+    switch (kind) {
+    case CODEC_K_ROUTE_INTEREST:
         on_route_interest(c, &sp);
-    else if (kind == CODEC_K_ROUTE_MSG)
+        break;
+    case CODEC_K_ROUTE_MSG:
         on_route_msg(c, &sp);
-    else if (kind == CODEC_K_ROUTE_TOPICS)
+        break;
+    case CODEC_K_ROUTE_TOPICS:
         on_route_topics(c, &sp);
-    /* Topic subscriptions proxied through the route (rproxy.h): as the
-     * owner, SUBSCRIBE / UNSUBSCRIBE / ROUTE_FLOW; as the proxy, the
-     * owner's MESSAGE and ERROR frames for them. */
-    else if (kind == CODEC_K_SUB)
+        break;
+    /* Topic subscriptions relayed through the route (rproxy.h): as the
+     * owner, SUBSCRIBE / UNSUBSCRIBE / ROUTE_FLOW; as the relaying node,
+     * the owner's MESSAGE and ERROR frames for them. */
+    case CODEC_K_SUB:
         dispatch_subscribe(c, &sp);
-    else if (kind == CODEC_K_UNSUB)
+        break;
+    case CODEC_K_UNSUB:
         dispatch_unsubscribe(c, &sp);
-    else if (kind == CODEC_K_ROUTE_FLOW)
+        break;
+    case CODEC_K_ROUTE_FLOW:
         rproxy_serve_flow(c, &sp);
-    else if (kind == CODEC_K_MSG)
+        break;
+    case CODEC_K_MSG:
         rproxy_route_msg(c->sh, c->route->slot, &sp);
-    else if (kind == CODEC_K_ERR)
+        break;
+    case CODEC_K_ERR:
         rproxy_route_err(c->sh, c->route->slot, &sp);
-    else if (kind != CODEC_K_PING && kind != CODEC_K_PONG) {
+        break;
+    case CODEC_K_PING:
+    case CODEC_K_PONG:
+        break;
+    default:
         log_warn("cluster: route %s sent frame kind %d; closing", c->route->node, kind);
         conn_close(c);
+        break;
     }
 }
 

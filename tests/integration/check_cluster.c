@@ -1527,11 +1527,14 @@ START_TEST(test_cluster_bad_route_frames)
         close(fd);
     }
     {
-        /* Relayed-subscription frames (rproxy.h): a SUBSCRIBE without a
-         * topic, and one for a topic a does not store, get ERROR{sid} and
-         * the route stays; a MESSAGE and a ROUTE_FLOW for ids nobody uses
-         * are ignored; then a malformed ROUTE_FLOW closes the route. */
+        /* Relayed-subscription frames (rproxy.h): a malformed MESSAGE (no
+         * subject) and ERROR (not protobuf) are dropped, the route stays;
+         * a SUBSCRIBE without a topic, and one for a topic a does not
+         * store, get ERROR{sid}; a MESSAGE and a ROUTE_FLOW for ids nobody
+         * uses are ignored; then a malformed ROUTE_FLOW closes the route. */
         static const uint8_t badflow[] = {0, 0, 0, 4, 0xa2, 0x02, 0x01, 0xff};
+        static const uint8_t badmsg[] = {0, 0, 0, 4, 0x32, 0x02, 0x28, 0x63};
+        static const uint8_t baderr[] = {0, 0, 0, 3, 0x4a, 0x01, 0xff};
         Ringmq__Frame f = RINGMQ__FRAME__INIT;
         Ringmq__Subscribe sub = RINGMQ__SUBSCRIBE__INIT;
         Ringmq__Message msg = RINGMQ__MESSAGE__INIT;
@@ -1541,6 +1544,8 @@ START_TEST(test_cluster_bad_route_frames)
         fd = raw_connect(port);
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(route_hello(fd, "evil3"), 0);
+        ck_assert_int_eq(raw_send(fd, badmsg, sizeof(badmsg)), 0);
+        ck_assert_int_eq(raw_send(fd, baderr, sizeof(baderr)), 0);
         f.kind_case = RINGMQ__FRAME__KIND_SUB;
         f.sub = &sub;
         sub.sid = 7;

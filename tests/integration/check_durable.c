@@ -1543,6 +1543,54 @@ START_TEST(test_durable_replay_sync_slow_reader_never_drops)
 }
 END_TEST
 
+/*
+ * A synchronous replay that filled its queue (the client stopped reading)
+ * and is then unsubscribed without being drained: the client reads again,
+ * so its other traffic (a plain subscription, a flush) goes on.
+ */
+START_TEST(test_durable_replay_sync_unsubscribe_while_full)
+{
+    struct tbroker b;
+    rmq_client *adm, *sc;
+    rmq_opts *o;
+    rmq_sub *s, *p;
+    rmq_msg *m;
+    rmq_pub_ack ack;
+    rmq_replay_opts ro = {.start = RMQ_START_ALL};
+    uint8_t buf[200];
+    int rc;
+
+    it_broker_start(&b, NULL);
+    adm = it_client(b.addr, "adm", NULL);
+    add1(adm, "uf", "uf.x", NULL);
+    memset(buf, 'u', sizeof(buf));
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(rmq_publish(adm, "uf.x", buf, sizeof(buf)), 0);
+    ck_assert_int_eq(rmq_publish_ack(adm, "uf.x", buf, sizeof(buf), NULL, 10000, &ack), 0);
+    o = it_opts(b.addr, "full", NULL, 0);
+    ck_assert_int_eq(rmq_opts_set_pending_limits(o, 10, 64u << 10), 0);
+    rc = rmq_connect(o, &sc);
+    rmq_opts_free(o);
+    IT_CHECK(rc == 0, "connect: %s", rmq_strerror(rc));
+    ck_assert_int_eq(rmq_subscribe_sync(sc, "plain.uf", NULL, &p), 0);
+    flush_ok(sc);
+    ck_assert_int_eq(rmq_subscribe_topic(sc, "uf", ">", &ro, NULL, NULL, &s), 0);
+    usleep(500 * 1000); /* the replay fills the queue: the client stops reading */
+    rmq_unsubscribe(s);
+    ck_assert_int_eq(rmq_publish(adm, "plain.uf", "after", 5), 0);
+    flush_ok(adm);
+    rc = rmq_sub_next(p, 5000, &m);
+    IT_CHECK(rc == 0, "plain message after unsubscribing the full replay: %s", rmq_strerror(rc));
+    ck_assert_uint_eq(rmq_msg_len(m), 5);
+    rmq_msg_free(m);
+    flush_ok(sc);
+    rmq_unsubscribe(p);
+    it_close(sc);
+    it_close(adm);
+    it_broker_stop_ok(&b, 10000);
+}
+END_TEST
+
 START_TEST(test_durable_replay_live_switch_many_publishers)
 {
     struct tbroker b;
@@ -2648,6 +2696,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_durable_replay_large);
     tcase_add_test(tc, test_durable_replay_resumes_after_reconnect);
     tcase_add_test(tc, test_durable_replay_sync_slow_reader_never_drops);
+    tcase_add_test(tc, test_durable_replay_sync_unsubscribe_while_full);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("switch");
